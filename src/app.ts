@@ -1,0 +1,49 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import Fastify, { LogController } from 'fastify'
+import type { Dispatcher } from 'undici'
+import type { Config, Upstreams } from './config.ts'
+import { loggerOptions } from './logger.ts'
+import errorResponses from './plugins/error-responses.ts'
+import upstreamPool from './plugins/upstream-pool.ts'
+import { zodValidatorCompiler } from './plugins/zod-validation.ts'
+import generateRoutes from './routes/generate.ts'
+import healthRoutes from './routes/health.ts'
+
+export interface AppOptions {
+  config: Config
+  upstreams: Upstreams
+  /** Replaces the upstream pool (tests pass a MockAgent); the app will not close it. */
+  dispatcher?: Dispatcher
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/
+
+// Callers may correlate with their own id, but an id that goes into logs and headers is checked.
+function requestId (req: IncomingMessage) {
+  const offered = req.headers['x-request-id']
+  return typeof offered === 'string' && REQUEST_ID.test(offered) ? offered : randomUUID()
+}
+
+export async function buildApp ({ config, upstreams, dispatcher }: AppOptions) {
+  const app = Fastify({
+    logger: loggerOptions(config.logLevel),
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: requestId,
+    logController: new LogController({ requestIdLogLabel: 'requestId' })
+  })
+  app.setValidatorCompiler(zodValidatorCompiler)
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+
+  await app.register(errorResponses)
+  await app.register(upstreamPool, { ...config.pool, dispatcher })
+  await app.register(healthRoutes)
+  await app.register(generateRoutes, {
+    upstreams,
+    keywordsMax: config.keywordsMax,
+    maxResponseBytes: config.pool.maxResponseBytes
+  })
+  return app
+}

@@ -1,0 +1,138 @@
+import { z } from 'zod'
+
+const MS = z.coerce.number().int().positive()
+const optionalText = z.string().trim().min(1).optional()
+const optionalUrl = z.url({ protocol: /^https?$/ }).optional()
+
+const LIVE_REQUIRED = [
+  'LLM_BASE_URL', 'LLM_API_KEY', 'LLM_MODEL',
+  'IMAGE_BASE_URL', 'IMAGE_API_KEY', 'IMAGE_MODEL',
+  'LANGUAGE_API_KEY'
+] as const
+
+// Base URLs only make sense against real providers; setting one while the simulator is in use
+// is almost always a forgotten PROVIDERS=live, so it is refused rather than silently ignored.
+const LIVE_ONLY = ['LLM_BASE_URL', 'IMAGE_BASE_URL', 'LANGUAGE_BASE_URL'] as const
+
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  HOST: z.string().trim().min(1).default('127.0.0.1'),
+  PROVIDERS: z.enum(['simulator', 'live']).default('simulator'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
+
+  LLM_BASE_URL: optionalUrl,
+  LLM_API_KEY: optionalText,
+  LLM_MODEL: optionalText,
+  IMAGE_BASE_URL: optionalUrl,
+  IMAGE_API_KEY: optionalText,
+  IMAGE_MODEL: optionalText,
+  IMAGE_SIZE: z.string().regex(/^\d{2,5}x\d{2,5}$/, 'expected WIDTHxHEIGHT, e.g. 1024x1024').default('1024x1024'),
+  IMAGE_MAX_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  LANGUAGE_BASE_URL: optionalUrl,
+  LANGUAGE_API_KEY: optionalText,
+  KEYWORDS_MAX: z.coerce.number().int().min(1).max(50).default(8),
+
+  UPSTREAM_CONNECTIONS: z.coerce.number().int().min(1).max(4096).default(64),
+  UPSTREAM_CONNECT_TIMEOUT_MS: MS.default(5_000),
+  UPSTREAM_HEADERS_TIMEOUT_MS: MS.default(60_000),
+  UPSTREAM_BODY_TIMEOUT_MS: MS.default(30_000),
+  UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: MS.default(4_000),
+  UPSTREAM_MAX_RESPONSE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+
+  SHUTDOWN_GRACE_MS: MS.default(8_000),
+  SIMULATOR_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
+  SIMULATOR_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0)
+}).superRefine((env, ctx) => {
+  if (env.PROVIDERS === 'live') {
+    for (const name of LIVE_REQUIRED) {
+      if (env[name] === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'required when PROVIDERS=live' })
+    }
+    return
+  }
+  for (const name of LIVE_ONLY) {
+    if (env[name] !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'only used when PROVIDERS=live; set PROVIDERS=live or unset it' })
+  }
+})
+
+type Env = z.infer<typeof envSchema>
+
+export interface UpstreamTarget {
+  readonly baseUrl: string
+  readonly apiKey: string | undefined
+  readonly model: string
+}
+
+export interface Upstreams {
+  readonly llm: UpstreamTarget
+  readonly image: UpstreamTarget & { readonly size: string, readonly maxBytes: number }
+  readonly language: Omit<UpstreamTarget, 'model'>
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+export function loadConfig (env: Record<string, string | undefined>) {
+  // An empty variable means "not set", as in most .env tooling; otherwise "" fails as a bad URL.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''))
+  const parsed = envSchema.safeParse(present)
+  if (!parsed.success) {
+    throw new ConfigError(`Invalid configuration:\n${z.prettifyError(parsed.error)}`)
+  }
+  const config = toConfig(parsed.data)
+  return deepFreeze(config)
+}
+
+export type Config = ReturnType<typeof loadConfig>
+
+function toConfig (env: Env) {
+  return {
+    port: env.PORT,
+    host: env.HOST,
+    providers: env.PROVIDERS,
+    logLevel: env.LOG_LEVEL,
+    bodyLimitBytes: env.BODY_LIMIT_BYTES,
+    keywordsMax: env.KEYWORDS_MAX,
+    shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    pool: {
+      connections: env.UPSTREAM_CONNECTIONS,
+      connectTimeoutMs: env.UPSTREAM_CONNECT_TIMEOUT_MS,
+      headersTimeoutMs: env.UPSTREAM_HEADERS_TIMEOUT_MS,
+      bodyTimeoutMs: env.UPSTREAM_BODY_TIMEOUT_MS,
+      keepAliveTimeoutMs: env.UPSTREAM_KEEP_ALIVE_TIMEOUT_MS,
+      maxResponseBytes: env.UPSTREAM_MAX_RESPONSE_BYTES
+    },
+    simulator: { port: env.SIMULATOR_PORT, latencyMs: env.SIMULATOR_LATENCY_MS },
+    // Undefined base URLs mean "the simulator": server.ts fills them in with simulatorUpstreams().
+    upstreams: env.PROVIDERS === 'live' ? liveUpstreams(env) : undefined,
+    image: { size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES, model: env.IMAGE_MODEL },
+    llm: { model: env.LLM_MODEL }
+  }
+}
+
+function liveUpstreams (env: Env): Upstreams {
+  // superRefine has checked that every LIVE_REQUIRED name is present.
+  return {
+    llm: { baseUrl: env.LLM_BASE_URL!, apiKey: env.LLM_API_KEY, model: env.LLM_MODEL! },
+    image: { baseUrl: env.IMAGE_BASE_URL!, apiKey: env.IMAGE_API_KEY, model: env.IMAGE_MODEL!, size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES },
+    language: { baseUrl: env.LANGUAGE_BASE_URL ?? 'https://language.googleapis.com', apiKey: env.LANGUAGE_API_KEY }
+  }
+}
+
+/** Upstreams for the bundled simulator, which speaks every provider's wire format on one origin. */
+export function simulatorUpstreams (config: Config, origin: string): Upstreams {
+  return deepFreeze({
+    llm: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.llm.model ?? 'simulator-llm' },
+    image: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.image.model ?? 'simulator-image', size: config.image.size, maxBytes: config.image.maxBytes },
+    language: { baseUrl: origin, apiKey: undefined }
+  })
+}
+
+function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child)
+    Object.freeze(value)
+  }
+  return value
+}

@@ -1,0 +1,41 @@
+/**
+ * The error catalogue. Every non-2xx body is `{ error: { code, message, details? }, requestId }`,
+ * and `code` is one of these keys; the one error handler in app.ts is the only place that shapes it.
+ */
+export const catalogue = {
+  invalid_request: { status: 400, message: 'The request is invalid.' },
+  not_found: { status: 404, message: 'No such route.' },
+  payload_too_large: { status: 413, message: 'The request body is too large.' },
+  unsupported_media_type: { status: 415, message: 'The request body must be application/json.' },
+  internal_error: { status: 500, message: 'Something went wrong on our side.' },
+  upstream_error: { status: 502, message: 'An upstream answered with an error status.' },
+  upstream_unavailable: { status: 502, message: 'An upstream could not be reached.' },
+  upstream_bad_response: { status: 502, message: 'An upstream answered with something we could not use.' },
+  upstream_response_too_large: { status: 502, message: 'An upstream answer exceeded the size limit.' },
+  upstream_timeout: { status: 504, message: 'An upstream did not answer in time.' }
+} as const satisfies Record<string, { status: number, message: string }>
+
+export type ErrorCode = keyof typeof catalogue
+
+export interface ErrorBody {
+  error: { code: ErrorCode, message: string, details?: unknown }
+  requestId: string
+}
+
+export class ServiceError extends Error {
+  override name = 'ServiceError'
+  readonly code: ErrorCode
+  readonly statusCode: number
+  readonly details: unknown
+
+  constructor (code: ErrorCode, options: { message?: string, details?: unknown, cause?: unknown } = {}) {
+    super(options.message ?? catalogue[code].message, { cause: options.cause })
+    this.code = code
+    this.statusCode = catalogue[code].status
+    this.details = options.details
+  }
+}
+
+export function isServiceError (error: unknown): error is ServiceError {
+  return error instanceof ServiceError
+}

@@ -1,0 +1,44 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { z } from 'zod'
+import { catalogue, isServiceError, type ErrorBody, type ErrorCode } from '../errors.ts'
+
+// Fastify's own client errors, by code, into the catalogue.
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request'
+}
+
+function send (request: FastifyRequest, reply: FastifyReply, code: ErrorCode, message: string = catalogue[code].message, details?: unknown) {
+  const body: ErrorBody = { error: { code, message, ...(details === undefined ? {} : { details }) }, requestId: request.id }
+  return reply.code(catalogue[code].status).send(body)
+}
+
+function errorResponses (app: FastifyInstance) {
+  app.setNotFoundHandler((request, reply) => send(request, reply, 'not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`))
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (isServiceError(error)) {
+      request.log.warn({ err: error, code: error.code }, error.message)
+      return send(request, reply, error.code, error.message, error.details)
+    }
+    if (error instanceof z.ZodError) {
+      const context = (error as { validationContext?: string }).validationContext ?? 'body'
+      const details = error.issues.map((issue) => ({ path: [context, ...issue.path].join('.'), message: issue.message }))
+      return send(request, reply, 'invalid_request', 'The request is invalid.', details)
+    }
+    const mapped = FASTIFY_CODES[error.code]
+    if (mapped !== undefined) return send(request, reply, mapped, error.message)
+    // JSON.parse and prototype-poisoning SyntaxErrors from the body parser carry a 400 status.
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      return send(request, reply, 'invalid_request', error.message)
+    }
+    request.log.error({ err: error }, 'unhandled error')
+    return send(request, reply, 'internal_error')
+  })
+}
+
+export default fp(errorResponses, { name: 'error-responses', fastify: '5.x' })

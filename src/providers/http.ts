@@ -1,0 +1,113 @@
+import type { Dispatcher } from 'undici'
+import type { z } from 'zod'
+import { ServiceError } from '../errors.ts'
+
+export type UpstreamName = 'llm' | 'image' | 'language'
+
+export interface PostJsonOptions<T> {
+  dispatcher: Dispatcher
+  upstream: UpstreamName
+  url: string
+  headers?: Record<string, string>
+  body: unknown
+  schema: z.ZodType<T>
+  maxResponseBytes: number
+  signal?: AbortSignal | undefined
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
+const TOO_LARGE_CODES = new Set(['UND_ERR_RES_EXCEEDED_MAX_SIZE', 'CE_RESPONSE_TOO_LARGE'])
+
+/**
+ * POSTs JSON through the shared dispatcher and returns the validated answer. Every body is
+ * consumed, dumped or destroyed before this returns, so the socket goes back to the pool or away.
+ */
+export async function postJson<T> (options: PostJsonOptions<T>): Promise<T> {
+  const { upstream, signal } = options
+  const url = new URL(options.url)
+  let response: Dispatcher.ResponseData
+  try {
+    response = await options.dispatcher.request({
+      origin: url.origin,
+      path: url.pathname + url.search,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...options.headers },
+      body: JSON.stringify(options.body),
+      signal
+    })
+  } catch (error) {
+    throw toServiceError(error, upstream, signal)
+  }
+
+  const { statusCode, body } = response
+  if (statusCode < 200 || statusCode > 299) {
+    // dump() reads a bounded amount so the socket can be reused, and destroys it past that.
+    await body.dump().catch(() => {})
+    throw new ServiceError('upstream_error', {
+      message: `The ${upstream} upstream answered ${statusCode}.`,
+      details: { upstream, status: statusCode }
+    })
+  }
+
+  let text: string
+  try {
+    text = await readBounded(body, options.maxResponseBytes)
+  } catch (error) {
+    throw toServiceError(error, upstream, signal)
+  }
+
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (error) {
+    throw new ServiceError('upstream_bad_response', {
+      message: `The ${upstream} upstream answered with invalid JSON.`, details: { upstream }, cause: error
+    })
+  }
+  return parseAnswer(options.schema, json, upstream)
+}
+
+export function parseAnswer<S extends z.ZodType> (schema: S, value: unknown, upstream: UpstreamName): z.output<S> {
+  const parsed = schema.safeParse(value)
+  if (parsed.success) return parsed.data
+  throw new ServiceError('upstream_bad_response', {
+    message: `The ${upstream} upstream answered with an unexpected shape.`,
+    details: { upstream, issues: parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })) },
+    cause: parsed.error
+  })
+}
+
+async function readBounded (body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
+  let size = 0
+  const chunks: Buffer[] = []
+  for await (const chunk of body) {
+    size += chunk.length
+    if (size > maxBytes) {
+      // Destroying the body closes the socket: reading the rest of an oversized answer is the
+      // memory growth we are avoiding.
+      body.destroy()
+      throw Object.assign(new Error(`response exceeded ${maxBytes} bytes`), { code: 'CE_RESPONSE_TOO_LARGE' })
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, size).toString('utf8')
+}
+
+function toServiceError (error: unknown, upstream: UpstreamName, signal: AbortSignal | undefined): unknown {
+  if (error instanceof ServiceError) return error
+  // Our own cancellation is not an upstream failure: let the caller see its abort reason.
+  if (signal?.aborted) return signal.reason
+  const code = errorCode(error)
+  if (TIMEOUT_CODES.has(code)) {
+    return new ServiceError('upstream_timeout', { message: `The ${upstream} upstream did not answer in time.`, details: { upstream }, cause: error })
+  }
+  if (TOO_LARGE_CODES.has(code)) {
+    return new ServiceError('upstream_response_too_large', { message: `The ${upstream} upstream answer exceeded the size limit.`, details: { upstream }, cause: error })
+  }
+  return new ServiceError('upstream_unavailable', { message: `The ${upstream} upstream could not be reached.`, details: { upstream }, cause: error })
+}
+
+function errorCode (error: unknown): string {
+  if (error !== null && typeof error === 'object' && 'code' in error && typeof error.code === 'string') return error.code
+  return ''
+}

@@ -1,0 +1,68 @@
+import type { Dispatcher } from 'undici'
+import { z } from 'zod'
+import type { Upstreams } from '../config.ts'
+import { postJson } from './http.ts'
+import { trimSlash } from './llm.ts'
+
+// Google Cloud Natural Language v1: documents:analyzeSentiment and documents:analyzeEntities.
+const sentimentResponse = z.object({
+  documentSentiment: z.object({ score: z.number().min(-1).max(1), magnitude: z.number().nonnegative() })
+})
+
+const entitiesResponse = z.object({
+  entities: z.array(z.object({ name: z.string(), salience: z.number().min(0).max(1) })).default([])
+})
+
+export interface LanguageCall {
+  dispatcher: Dispatcher
+  target: Upstreams['language']
+  maxResponseBytes: number
+  signal?: AbortSignal | undefined
+}
+
+export interface Document {
+  content: string
+  language: string
+}
+
+export type SentimentLabel = 'positive' | 'neutral' | 'negative'
+
+export async function analyzeSentiment (call: LanguageCall, document: Document) {
+  const { documentSentiment } = await analyze(call, 'analyzeSentiment', document, sentimentResponse)
+  return { ...documentSentiment, label: sentimentLabel(documentSentiment.score) }
+}
+
+export async function extractKeywords (call: LanguageCall, document: Document, max: number) {
+  const { entities } = await analyze(call, 'analyzeEntities', document, entitiesResponse)
+  const seen = new Set<string>()
+  const keywords: Array<{ text: string, salience: number }> = []
+  for (const entity of entities.toSorted((a, b) => b.salience - a.salience)) {
+    const text = entity.name.trim()
+    const key = text.toLocaleLowerCase()
+    if (text === '' || seen.has(key)) continue
+    seen.add(key)
+    keywords.push({ text, salience: entity.salience })
+    if (keywords.length === max) break
+  }
+  return keywords
+}
+
+export function sentimentLabel (score: number): SentimentLabel {
+  if (score >= 0.25) return 'positive'
+  if (score <= -0.25) return 'negative'
+  return 'neutral'
+}
+
+function analyze<T> (call: LanguageCall, method: string, document: Document, schema: z.ZodType<T>) {
+  const { target } = call
+  return postJson({
+    dispatcher: call.dispatcher,
+    upstream: 'language',
+    url: `${trimSlash(target.baseUrl)}/v1/documents:${method}`,
+    headers: target.apiKey === undefined ? {} : { 'x-goog-api-key': target.apiKey },
+    body: { document: { type: 'PLAIN_TEXT', content: document.content, language: document.language }, encodingType: 'UTF8' },
+    schema,
+    maxResponseBytes: call.maxResponseBytes,
+    signal: call.signal
+  })
+}

@@ -1,0 +1,77 @@
+import type { Dispatcher } from 'undici'
+import { z } from 'zod'
+import type { UpstreamTarget } from '../config.ts'
+import { parseAnswer, postJson } from './http.ts'
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant'
+  content: string
+}
+
+export interface TokenUsage {
+  promptTokens: number
+  completionTokens: number
+  totalTokens: number
+}
+
+export interface LlmCall {
+  dispatcher: Dispatcher
+  target: UpstreamTarget
+  maxResponseBytes: number
+  signal?: AbortSignal | undefined
+}
+
+const tokenCount = z.number().int().nonnegative()
+
+// OpenAI Chat Completions, as also served by Gemini's OpenAI-compatible endpoint, vLLM and Ollama.
+const chatCompletion = z.object({
+  choices: z.array(z.object({
+    message: z.object({ content: z.string().min(1, 'empty completion') })
+  })).min(1),
+  usage: z.object({ prompt_tokens: tokenCount, completion_tokens: tokenCount, total_tokens: tokenCount })
+})
+
+export async function complete (call: LlmCall, messages: ChatMessage[], extra: Record<string, unknown> = {}) {
+  const answer = await postJson({
+    dispatcher: call.dispatcher,
+    upstream: 'llm',
+    url: `${trimSlash(call.target.baseUrl)}/chat/completions`,
+    headers: call.target.apiKey === undefined ? {} : { authorization: `Bearer ${call.target.apiKey}` },
+    body: { model: call.target.model, messages, ...extra },
+    schema: chatCompletion,
+    maxResponseBytes: call.maxResponseBytes,
+    signal: call.signal
+  })
+  const { usage } = answer
+  return {
+    // The schema guarantees one choice; the non-null assertion is checked by zod above.
+    content: answer.choices[0]!.message.content,
+    usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, totalTokens: usage.total_tokens }
+  }
+}
+
+/**
+ * Asks for structured output (`response_format` with a strict JSON schema derived from `schema`)
+ * and validates the answer with the same zod schema, so the two can never disagree.
+ */
+export async function completeStructured<S extends z.ZodType> (
+  call: LlmCall, messages: ChatMessage[], name: string, schema: S
+): Promise<{ value: z.output<S>, usage: TokenUsage }> {
+  const { $schema, ...jsonSchema } = z.toJSONSchema(schema, { target: 'draft-7' })
+  const responseFormat = { type: 'json_schema', json_schema: { name, strict: true, schema: jsonSchema } }
+  const { content, usage } = await complete(call, messages, { response_format: responseFormat })
+  return { value: parseAnswer(schema, parseJsonContent(content), 'llm'), usage }
+}
+
+function parseJsonContent (content: string): unknown {
+  try {
+    return JSON.parse(content)
+  } catch {
+    // Left to zod, which reports it as a wrong shape with the upstream named.
+    return content
+  }
+}
+
+export function trimSlash (url: string) {
+  return url.endsWith('/') ? url.replace(/\/+$/, '') : url
+}

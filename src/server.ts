@@ -1,0 +1,42 @@
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.ts'
+import { ConfigError, loadConfig, simulatorUpstreams, type Config } from './config.ts'
+import { startSimulator, type Simulator } from './simulator/server.ts'
+
+async function start (config: Config) {
+  let simulator: Simulator | undefined
+  let upstreams = config.upstreams
+  if (upstreams === undefined) {
+    const latency = { fixedMs: config.simulator.latencyMs, jitterMs: config.simulator.latencyMs / 10 }
+    simulator = await startSimulator({
+      port: config.simulator.port,
+      latency: { llm: latency, image: latency, sentiment: latency, entities: latency }
+    })
+    upstreams = simulatorUpstreams(config, simulator.origin)
+  }
+
+  const app = await buildApp({ config, upstreams })
+  if (simulator !== undefined) {
+    app.log.info({ simulator: simulator.origin },
+      `PROVIDERS=simulator: using the bundled upstream simulator at ${simulator.origin}. ` +
+      'Set PROVIDERS=live with LLM_*, IMAGE_* and LANGUAGE_* variables to use real providers (see .env.example).')
+  }
+
+  // close-with-grace: a second signal, or the grace period running out, exits at once.
+  closeWithGrace({ delay: config.shutdownGraceMs, logger: app.log }, async ({ signal, err }) => {
+    if (err !== undefined) app.log.error({ err }, 'shutting down after an uncaught error')
+    else app.log.info({ signal }, 'shutting down')
+    await app.close()
+    await simulator?.close()
+  })
+
+  await app.listen({ port: config.port, host: config.host })
+}
+
+try {
+  await start(loadConfig(process.env))
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error
+  console.error(error.message)
+  process.exitCode = 1
+}

@@ -1,0 +1,71 @@
+export const ENDPOINTS = ['llm', 'image', 'sentiment', 'entities'] as const
+export type Endpoint = typeof ENDPOINTS[number]
+
+export interface Fault {
+  /** Answer with this status and an error body in the provider's format. */
+  status?: number
+  retryAfter?: string
+  /** Extra delay before answering, on top of the configured latency. */
+  delayMs?: number
+  /** Never send headers. */
+  hang?: boolean
+  /** Send headers and half the body, then never finish. */
+  hangBody?: boolean
+  /** Destroy the socket before the headers, or after half the body. */
+  reset?: 'headers' | 'body'
+  /** A 200 whose body is not JSON. */
+  malformed?: boolean
+  /** A 200 whose JSON body is this many bytes. */
+  oversizeBytes?: number
+}
+
+export class FaultSpecError extends Error {
+  override name = 'FaultSpecError'
+}
+
+/**
+ * Parses "status=503,retry-after=1", "hang", "reset=body", "malformed", "oversize=52428800",
+ * "delay=200": the grammar of both the --fault flag and the x-sim-fault header.
+ */
+export function parseFault (spec: string): Fault {
+  const fault: Fault = {}
+  for (const part of spec.split(',').map((item) => item.trim()).filter(Boolean)) {
+    const [key = '', value] = part.split('=', 2).map((item) => item.trim())
+    switch (key) {
+      case 'status': fault.status = integer(key, value, 100, 599); break
+      case 'retry-after': fault.retryAfter = required(key, value); break
+      case 'delay': fault.delayMs = integer(key, value, 0, 3_600_000); break
+      case 'hang': fault.hang = true; break
+      case 'hang-body': fault.hangBody = true; break
+      case 'reset':
+        if (value !== undefined && value !== 'headers' && value !== 'body') throw new FaultSpecError('reset takes headers or body')
+        fault.reset = value ?? 'headers'
+        break
+      case 'malformed': fault.malformed = true; break
+      case 'oversize': fault.oversizeBytes = integer(key, value, 1, 1024 ** 3); break
+      default: throw new FaultSpecError(`unknown fault "${key}"`)
+    }
+  }
+  return fault
+}
+
+/** "llm:status=503" -> ['llm', fault], for the --fault flag. */
+export function parseEndpointFault (spec: string): [Endpoint, Fault] {
+  const colon = spec.indexOf(':')
+  const endpoint = spec.slice(0, colon)
+  if (colon < 0 || !ENDPOINTS.includes(endpoint as Endpoint)) {
+    throw new FaultSpecError(`expected ENDPOINT:FAULT with ENDPOINT one of ${ENDPOINTS.join(', ')}`)
+  }
+  return [endpoint as Endpoint, parseFault(spec.slice(colon + 1))]
+}
+
+function required (key: string, value: string | undefined) {
+  if (value === undefined || value === '') throw new FaultSpecError(`${key} needs a value`)
+  return value
+}
+
+function integer (key: string, value: string | undefined, min: number, max: number) {
+  const number = Number(required(key, value))
+  if (!Number.isInteger(number) || number < min || number > max) throw new FaultSpecError(`${key} must be an integer from ${min} to ${max}`)
+  return number
+}

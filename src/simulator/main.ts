@@ -1,0 +1,59 @@
+import { parseArgs } from 'node:util'
+import { ENDPOINTS, parseEndpointFault, type Endpoint, type Fault } from './faults.ts'
+import { startSimulator, type Latency } from './server.ts'
+
+const USAGE = `Usage: npm run simulator -- [--port 4010] [--latency 50] [--jitter 10]
+       [--latency-llm 200] [--fault llm:status=503,retry-after=1] [--image-format url|b64]
+Endpoints: ${ENDPOINTS.join(', ')}.
+Faults: status=N[,retry-after=S] | delay=MS | hang | hang-body | reset[=headers|body] | malformed | oversize=BYTES`
+
+function main () {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string', default: process.env.SIMULATOR_PORT ?? '4010' },
+      host: { type: 'string', default: '127.0.0.1' },
+      latency: { type: 'string', default: '0' },
+      jitter: { type: 'string', default: '0' },
+      'latency-llm': { type: 'string' },
+      'latency-image': { type: 'string' },
+      'latency-sentiment': { type: 'string' },
+      'latency-entities': { type: 'string' },
+      fault: { type: 'string', multiple: true, default: [] },
+      'image-format': { type: 'string', default: 'url' },
+      help: { type: 'boolean', default: false }
+    }
+  })
+  if (values.help) {
+    console.log(USAGE)
+    return
+  }
+  const number = (name: string, text: string) => {
+    const value = Number(text)
+    if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a non-negative number, got "${text}"`)
+    return value
+  }
+  const jitterMs = number('jitter', values.jitter)
+  const latency: Partial<Record<Endpoint, Latency>> = {}
+  for (const endpoint of ENDPOINTS) {
+    const flag = `latency-${endpoint}` as const
+    latency[endpoint] = { fixedMs: number(flag, values[flag] ?? values.latency), jitterMs }
+  }
+  const faults: Partial<Record<Endpoint, Fault>> = Object.fromEntries(values.fault.map(parseEndpointFault))
+  const imageFormat = values['image-format']
+  if (imageFormat !== 'url' && imageFormat !== 'b64') throw new Error('--image-format must be url or b64')
+
+  return startSimulator({ port: number('port', values.port), host: values.host, latency, faults, imageFormat })
+}
+
+try {
+  const simulator = await main()
+  if (simulator !== undefined) {
+    console.log(JSON.stringify({ message: `upstream simulator listening on ${simulator.origin}`, origin: simulator.origin, pid: process.pid }))
+    const stop = () => { simulator.close().then(() => process.exit(0), () => process.exit(1)) }
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+  }
+} catch (error) {
+  console.error(`simulator: ${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`)
+  process.exitCode = 2
+}

@@ -1,0 +1,311 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { countTokens, editDraft, writeDraft, type EditMaterial, type SimBrief } from './content.ts'
+import { parseFault, type Endpoint, type Fault } from './faults.ts'
+import { imageId, pngImage, svgImage } from './images.ts'
+import { extractEntities } from './keywords.ts'
+import { analyzeSentiment } from './sentiment.ts'
+
+export interface Latency { fixedMs: number, jitterMs: number }
+
+export interface SimulatorOptions {
+  port?: number
+  host?: string
+  latency?: Partial<Record<Endpoint, Latency>>
+  faults?: Partial<Record<Endpoint, Fault>>
+  /** How the image endpoint answers: a URL it serves, or base64 as current image models do. */
+  imageFormat?: 'url' | 'b64'
+  keepAliveTimeoutMs?: number
+}
+
+export interface CallRecord {
+  endpoint: Endpoint
+  kind: 'draft' | 'edit' | undefined
+  startedAt: number
+  endedAt: number | undefined
+  aborted: boolean
+  headers: IncomingMessage['headers']
+}
+
+const ROUTES: Record<string, Endpoint> = {
+  '/v1/chat/completions': 'llm',
+  '/v1/images/generations': 'image',
+  '/v1/documents:analyzeSentiment': 'sentiment',
+  '/v1/documents:analyzeEntities': 'entities'
+}
+const MAX_REQUEST_BYTES = 10 * 1024 * 1024
+const MAX_CALL_RECORDS = 1_000
+
+class HttpError extends Error {
+  readonly status: number
+  constructor (status: number, message: string) {
+    super(message)
+    this.status = status
+  }
+}
+
+export async function startSimulator (options: SimulatorOptions = {}) {
+  const latency = { ...options.latency }
+  const faults = { ...options.faults }
+  const imageFormat = options.imageFormat ?? 'url'
+  const calls: CallRecord[] = []
+  const requests: Record<Endpoint, number> = { llm: 0, image: 0, sentiment: 0, entities: 0 }
+  // Only sockets that carried a provider call count as "upstream connections", so a test's own
+  // requests to /__sim/stats never show up as the service's pool.
+  const apiSockets = new Set<Socket>()
+  const counters = { accepted: 0, peak: 0, inFlight: 0 }
+  const pending = new Set<AbortController>()
+  let origin = ''
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (!res.headersSent && !res.destroyed) send(res, 500, { error: { message: String(error) } })
+    })
+  })
+  server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 5_000
+  server.on('connection', (socket) => {
+    counters.accepted++
+    socket.once('close', () => apiSockets.delete(socket))
+  })
+
+  function stats () {
+    return { connections: { accepted: counters.accepted, open: apiSockets.size, peak: counters.peak }, requests: { ...requests }, inFlight: counters.inFlight }
+  }
+
+  async function handle (req: IncomingMessage, res: ServerResponse) {
+    const { pathname } = new URL(req.url ?? '/', 'http://simulator')
+    if (req.method === 'GET' && pathname === '/__sim/stats') return send(res, 200, stats())
+    if (req.method === 'GET' && pathname.startsWith('/__sim/images/')) return serveImage(pathname, res)
+    const endpoint = req.method === 'POST' ? ROUTES[pathname] : undefined
+    if (endpoint === undefined) return send(res, 404, { error: { message: `no route for ${req.method} ${pathname}` } })
+
+    if (!apiSockets.has(req.socket)) {
+      apiSockets.add(req.socket)
+      counters.peak = Math.max(counters.peak, apiSockets.size)
+    }
+    requests[endpoint]++
+    counters.inFlight++
+    const record: CallRecord = { endpoint, kind: undefined, startedAt: performance.now(), endedAt: undefined, aborted: false, headers: req.headers }
+    calls.push(record)
+    if (calls.length > MAX_CALL_RECORDS) calls.shift()
+    const controller = new AbortController()
+    pending.add(controller)
+    res.once('close', () => {
+      counters.inFlight--
+      record.endedAt = performance.now()
+      record.aborted = !res.writableFinished
+      pending.delete(controller)
+      controller.abort()
+    })
+
+    try {
+      const headerFault = req.headers['x-sim-fault']
+      const fault = typeof headerFault === 'string' ? parseFault(headerFault) : faults[endpoint] ?? {}
+      const body = await readJson(req)
+      const wait = delayFor(latency[endpoint]) + (fault.delayMs ?? 0)
+      if (wait > 0) await sleep(wait, undefined, { signal: controller.signal })
+      if (fault.hang) return
+      if (fault.reset === 'headers') {
+        req.socket.destroy()
+        return
+      }
+      if (fault.status !== undefined) return sendProviderError(res, endpoint, fault.status, 'injected fault', fault.retryAfter)
+      if (fault.malformed) return sendRaw(res, 200, '{"choices": [{"message": {"content": "trunc')
+      if (fault.oversizeBytes !== undefined) return sendOversize(res, fault.oversizeBytes)
+      const answer = answerFor(endpoint, body, req, record)
+      if (fault.reset === 'body' || fault.hangBody) return sendHalf(res, JSON.stringify(answer), fault.reset === 'body')
+      send(res, 200, answer)
+    } catch (error) {
+      if (controller.signal.aborted) return
+      if (error instanceof HttpError) return sendProviderError(res, endpoint, error.status, error.message)
+      if (error instanceof Error && error.name === 'FaultSpecError') return send(res, 400, { error: { message: error.message } })
+      throw error
+    }
+  }
+
+  function answerFor (endpoint: Endpoint, body: Record<string, unknown>, req: IncomingMessage, record: CallRecord) {
+    if (endpoint === 'llm' || endpoint === 'image') {
+      if (!/^Bearer \S+/.test(req.headers.authorization ?? '')) throw new HttpError(401, 'missing bearer token')
+    }
+    switch (endpoint) {
+      case 'llm': return chatCompletion(body, record)
+      case 'image': return images(body)
+      case 'sentiment': {
+        const { content, language } = documentOf(body)
+        const result = analyzeSentiment(content)
+        return {
+          documentSentiment: { magnitude: result.magnitude, score: result.score },
+          language,
+          sentences: result.sentences.map((s) => ({ text: { content: s.text, beginOffset: s.beginOffset }, sentiment: { magnitude: s.magnitude, score: s.score } }))
+        }
+      }
+      case 'entities': {
+        const { content, language } = documentOf(body)
+        return {
+          entities: extractEntities(content).map((entity) => ({
+            name: entity.name,
+            type: 'OTHER',
+            metadata: {},
+            salience: entity.salience,
+            mentions: entity.offsets.map((beginOffset) => ({ text: { content: entity.name, beginOffset }, type: 'COMMON' }))
+          })),
+          language
+        }
+      }
+    }
+  }
+
+  function images (body: Record<string, unknown>) {
+    if (typeof body.prompt !== 'string' || body.prompt === '') throw new HttpError(400, 'prompt is required')
+    if (typeof body.model !== 'string') throw new HttpError(400, 'model is required')
+    const id = imageId(body.prompt)
+    const created = Math.floor(Date.now() / 1000)
+    if (imageFormat === 'b64') return { created, data: [{ b64_json: pngImage(id).toString('base64') }] }
+    return { created, data: [{ url: `${origin}/__sim/images/${id}.svg`, revised_prompt: body.prompt }] }
+  }
+
+  const address = await new Promise<AddressInfo>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve(server.address() as AddressInfo))
+  })
+  origin = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
+
+  return {
+    origin,
+    port: address.port,
+    calls,
+    stats,
+    setFault (endpoint: Endpoint, fault: Fault | undefined) { faults[endpoint] = fault },
+    setLatency (endpoint: Endpoint, value: Latency | undefined) { latency[endpoint] = value },
+    async close () {
+      for (const controller of pending) controller.abort()
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
+
+export type Simulator = Awaited<ReturnType<typeof startSimulator>>
+
+function chatCompletion (body: Record<string, unknown>, record: CallRecord) {
+  const messages = body.messages
+  if (typeof body.model !== 'string') throw new HttpError(400, 'model is required')
+  if (!Array.isArray(messages) || messages.length === 0) throw new HttpError(400, 'messages must be a non-empty array')
+  const prompt = messages.map((message: { content?: unknown }) => String(message?.content ?? '')).join('\n')
+  const lastUser = String(messages.findLast((message: { role?: unknown }) => message?.role === 'user')?.content ?? '')
+  const format = body.response_format as { type?: string, json_schema?: { schema?: { properties?: Record<string, unknown> } } } | undefined
+
+  let content: string
+  if (format?.type === 'json_schema' || format?.type === 'json_object') {
+    record.kind = 'edit'
+    const material = dataBlock<EditMaterial>(lastUser, 'material') ?? { brief: { topic: lastUser.slice(0, 200) }, draft: lastUser }
+    const properties = Object.keys(format.json_schema?.schema?.properties ?? { title: 1, metaDescription: 1, body: 1, imageAlt: 1 })
+    content = JSON.stringify(editDraft(material, properties))
+  } else {
+    record.kind = 'draft'
+    content = writeDraft(dataBlock<SimBrief>(lastUser, 'brief') ?? { topic: lastUser.slice(0, 200) || 'an untitled topic' })
+  }
+  const usage = { prompt_tokens: countTokens(prompt), completion_tokens: countTokens(content) }
+  return {
+    id: `chatcmpl-sim-${imageId(content).slice(0, 12)}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model: body.model,
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+    usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens }
+  }
+}
+
+function dataBlock<T> (text: string, tag: string): T | undefined {
+  const match = new RegExp(`<${tag}>\\s*([\\s\\S]*?)\\s*</${tag}>`).exec(text)
+  if (match === null) return undefined
+  try {
+    return JSON.parse(match[1]!) as T
+  } catch {
+    return undefined
+  }
+}
+
+function documentOf (body: Record<string, unknown>) {
+  const document = body.document as { type?: unknown, content?: unknown, language?: unknown } | undefined
+  if (document?.type !== 'PLAIN_TEXT' || typeof document.content !== 'string' || document.content === '') {
+    throw new HttpError(400, 'document.type must be PLAIN_TEXT and document.content a non-empty string')
+  }
+  return { content: document.content, language: typeof document.language === 'string' ? document.language : 'en' }
+}
+
+function delayFor (latency: Latency | undefined) {
+  if (latency === undefined) return 0
+  return latency.fixedMs + Math.random() * latency.jitterMs
+}
+
+async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
+  let size = 0
+  const chunks: Buffer[] = []
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_REQUEST_BYTES) throw new HttpError(413, 'request too large')
+    chunks.push(chunk)
+  }
+  try {
+    const value: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>
+  } catch {}
+  throw new HttpError(400, 'body must be a JSON object')
+}
+
+function send (res: ServerResponse, status: number, value: unknown) {
+  sendRaw(res, status, JSON.stringify(value))
+}
+
+function sendRaw (res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
+  res.end(text)
+}
+
+// Error bodies in each provider's own format: OpenAI's for llm and image, Google's for language.
+function sendProviderError (res: ServerResponse, endpoint: Endpoint, status: number, message: string, retryAfter?: string) {
+  const headers: Record<string, string> = retryAfter === undefined ? {} : { 'retry-after': retryAfter }
+  const body = endpoint === 'llm' || endpoint === 'image'
+    ? { error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'invalid_request_error', param: null, code: null } }
+    : { error: { code: status, message, status: status === 429 ? 'RESOURCE_EXHAUSTED' : 'INVALID_ARGUMENT' } }
+  sendRaw(res, status, JSON.stringify(body), headers)
+}
+
+function sendHalf (res: ServerResponse, text: string, reset: boolean) {
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.write(text.slice(0, Math.floor(text.length / 2)))
+  if (reset) setImmediate(() => res.socket?.destroy())
+}
+
+function sendOversize (res: ServerResponse, bytes: number) {
+  // Streamed in chunks with backpressure, so a 50 MB answer does not cost the simulator 50 MB.
+  const head = '{"padding":"'
+  const tail = '"}'
+  const total = Math.max(bytes, head.length + tail.length)
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': total })
+  res.write(head)
+  let remaining = total - head.length - tail.length
+  const chunk = Buffer.alloc(64 * 1024, 'x')
+  const pump = () => {
+    while (remaining > 0) {
+      const size = Math.min(remaining, chunk.length)
+      remaining -= size
+      if (!res.write(chunk.subarray(0, size))) {
+        res.once('drain', pump)
+        return
+      }
+    }
+    res.end(tail)
+  }
+  pump()
+}
+
+function serveImage (pathname: string, res: ServerResponse) {
+  const match = /^\/__sim\/images\/([a-f0-9]{16,64})\.svg$/.exec(pathname)
+  if (match === null) return send(res, 404, { error: { message: 'no such image' } })
+  const svg = svgImage(match[1]!)
+  res.writeHead(200, { 'content-type': 'image/svg+xml', 'content-length': Buffer.byteLength(svg), 'cache-control': 'public, max-age=31536000, immutable' })
+  res.end(svg)
+}
