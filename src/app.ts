@@ -33,6 +33,8 @@ export async function buildApp ({ config, upstreams, dispatcher }: AppOptions) {
     logController: new LogController({ requestIdLogLabel: 'requestId' })
   })
   app.setValidatorCompiler(zodValidatorCompiler)
+  // JSON only: Fastify's default text/plain parser would turn a plain-text body into a 400, not a 415.
+  app.removeContentTypeParser('text/plain')
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })

@@ -53,7 +53,9 @@ const envSchema = z.object({
   for (const name of LIVE_ONLY) {
     if (env[name] !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'only used when PROVIDERS=live; set PROVIDERS=live or unset it' })
   }
-})
+// Only presence is checked here, so it can run even when another variable failed: the operator
+// then sees every problem in one start-up rather than one per attempt.
+}, { when: () => true })
 
 type Env = z.infer<typeof envSchema>
 

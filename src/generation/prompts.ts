@@ -6,10 +6,10 @@ const SECTIONS_BY_LENGTH = { short: 2, medium: 4, long: 6 } as const
 
 /** What the final edit must return; its JSON schema is sent as `response_format`. */
 export const editSchema = z.strictObject({
-  title: z.string().trim().min(1).max(120),
-  metaDescription: z.string().trim().min(1).max(300),
-  body: z.string().trim().min(1),
-  imageAlt: z.string().trim().min(1).max(300)
+  title: z.string().trim().min(1).max(120).describe('The post title, at most 70 characters.'),
+  metaDescription: z.string().trim().min(1).max(300).describe('A summary for search results, at most 160 characters.'),
+  body: z.string().trim().min(1).describe('The edited post in Markdown, without the title.'),
+  imageAlt: z.string().trim().min(1).max(300).describe('Alt text describing a hero image for the post.')
 })
 
 // Caller text reaches the model only as JSON inside a tagged block. Escaping "<" keeps a

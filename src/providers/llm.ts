@@ -57,10 +57,26 @@ export async function complete (call: LlmCall, messages: ChatMessage[], extra: R
 export async function completeStructured<S extends z.ZodType> (
   call: LlmCall, messages: ChatMessage[], name: string, schema: S
 ): Promise<{ value: z.output<S>, usage: TokenUsage }> {
-  const { $schema, ...jsonSchema } = z.toJSONSchema(schema, { target: 'draft-7' })
-  const responseFormat = { type: 'json_schema', json_schema: { name, strict: true, schema: jsonSchema } }
+  const responseFormat = { type: 'json_schema', json_schema: { name, strict: true, schema: strictSubset(z.toJSONSchema(schema, { target: 'draft-7' })) } }
   const { content, usage } = await complete(call, messages, { response_format: responseFormat })
   return { value: parseAnswer(schema, parseJsonContent(content), 'llm'), usage }
+}
+
+// OpenAI's strict mode accepts a subset of JSON Schema and rejects a request whose schema uses
+// anything else (string lengths among them). Those limits stay in the zod schema, which checks the
+// answer, and reach the model through each field's description.
+const UNSUPPORTED_IN_STRICT_MODE = new Set(['$schema', 'minLength', 'maxLength'])
+
+function strictSubset (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(strictSubset)
+  if (value === null || typeof value !== 'object') return value
+  return Object.fromEntries(Object.entries(value)
+    .filter(([key]) => !UNSUPPORTED_IN_STRICT_MODE.has(key))
+    .map(([key, child]) => [key, key === 'properties' ? mapValues(child, strictSubset) : strictSubset(child)]))
+}
+
+function mapValues (record: unknown, map: (value: unknown) => unknown) {
+  return Object.fromEntries(Object.entries(record as Record<string, unknown>).map(([key, value]) => [key, map(value)]))
 }
 
 function parseJsonContent (content: string): unknown {

@@ -17,6 +17,10 @@ export interface Fault {
   malformed?: boolean
   /** A 200 whose JSON body is this many bytes. */
   oversizeBytes?: number
+  /** A 200 with valid JSON in the wrong shape (for the final edit: content missing its fields). */
+  wrongShape?: boolean
+  /** For llm: apply only to the draft call or only to the final edit. */
+  kind?: 'draft' | 'edit'
 }
 
 export class FaultSpecError extends Error {
@@ -25,7 +29,7 @@ export class FaultSpecError extends Error {
 
 /**
  * Parses "status=503,retry-after=1", "hang", "reset=body", "malformed", "oversize=52428800",
- * "delay=200": the grammar of both the --fault flag and the x-sim-fault header.
+ * "delay=200", "wrong-shape,kind=edit": the grammar of both the --fault flag and the x-sim-fault header.
  */
 export function parseFault (spec: string): Fault {
   const fault: Fault = {}
@@ -43,6 +47,11 @@ export function parseFault (spec: string): Fault {
         break
       case 'malformed': fault.malformed = true; break
       case 'oversize': fault.oversizeBytes = integer(key, value, 1, 1024 ** 3); break
+      case 'wrong-shape': fault.wrongShape = true; break
+      case 'kind':
+        if (value !== 'draft' && value !== 'edit') throw new FaultSpecError('kind takes draft or edit')
+        fault.kind = value
+        break
       default: throw new FaultSpecError(`unknown fault "${key}"`)
     }
   }

@@ -9,7 +9,8 @@ const STOP_WORDS = new Set(('a about above after again against all also am an an
   'that the their theirs them then there these they this those through to too under until up upon us very was we well ' +
   'were what when where which while who whom why will with within without would you your yours first next last every ' +
   'new way ways thing things get gets use used using often many well part start see keep take rather usually rarely ' +
-  'later small large least shows goes here less lot lots').split(' '))
+  'later small large least shows goes here less lot lots find finds found treat treats explain explains enjoy ' +
+  'probably matter matters work works help helps need needs face faces build builds grow grows makes made give gives').split(' '))
 
 const MAX_PHRASE_WORDS = 3
 
@@ -20,8 +21,10 @@ export function extractEntities (text: string, limit = 25): Entity[] {
   for (const sentence of splitSentences(text)) {
     let run: Array<{ word: string, surface: string, offset: number }> = []
     const flush = () => {
-      if (run.length > 0 && run.length <= MAX_PHRASE_WORDS) {
-        phrases.push({ words: run.map((r) => r.word), surface: run.map((r) => r.surface).join(' '), offset: run[0]!.offset })
+      // A long run between stop words is cut into phrases of at most MAX_PHRASE_WORDS.
+      for (let start = 0; start < run.length; start += MAX_PHRASE_WORDS) {
+        const part = run.slice(start, start + MAX_PHRASE_WORDS)
+        phrases.push({ words: part.map((r) => r.word), surface: part.map((r) => r.surface).join(' '), offset: part[0]!.offset })
       }
       run = []
     }
@@ -51,9 +54,10 @@ export function extractEntities (text: string, limit = 25): Entity[] {
     const key = phrase.words.join(' ')
     const score = phrase.words.reduce((total, word) => total + degree.get(word)! / frequency.get(word)!, 0)
     const entry = candidates.get(key) ?? { name: phrase.surface, score: 0, mentions: 0, offsets: [] }
-    // Repeated mentions make a phrase more central, with diminishing returns.
+    // RAKE alone favours long one-off phrases; weighting by mentions makes salience reflect how
+    // central a phrase is to the text, which is what Natural Language's salience means.
     entry.mentions += 1
-    entry.score = score * (1 + Math.log(entry.mentions))
+    entry.score = score * entry.mentions
     entry.offsets.push(phrase.offset)
     candidates.set(key, entry)
   }

@@ -100,9 +100,11 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     })
 
     try {
-      const headerFault = req.headers['x-sim-fault']
-      const fault = typeof headerFault === 'string' ? parseFault(headerFault) : faults[endpoint] ?? {}
       const body = await readJson(req)
+      if (endpoint === 'llm') record.kind = llmKind(body)
+      const headerFault = req.headers['x-sim-fault']
+      let fault = typeof headerFault === 'string' ? parseFault(headerFault) : faults[endpoint] ?? {}
+      if (fault.kind !== undefined && fault.kind !== record.kind) fault = {}
       const wait = delayFor(latency[endpoint]) + (fault.delayMs ?? 0)
       if (wait > 0) await sleep(wait, undefined, { signal: controller.signal })
       if (fault.hang) return
@@ -113,7 +115,8 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       if (fault.status !== undefined) return sendProviderError(res, endpoint, fault.status, 'injected fault', fault.retryAfter)
       if (fault.malformed) return sendRaw(res, 200, '{"choices": [{"message": {"content": "trunc')
       if (fault.oversizeBytes !== undefined) return sendOversize(res, fault.oversizeBytes)
-      const answer = answerFor(endpoint, body, req, record)
+      const answer = answerFor(endpoint, body, req)
+      if (fault.wrongShape) return send(res, 200, wrongShape(answer))
       if (fault.reset === 'body' || fault.hangBody) return sendHalf(res, JSON.stringify(answer), fault.reset === 'body')
       send(res, 200, answer)
     } catch (error) {
@@ -124,12 +127,12 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     }
   }
 
-  function answerFor (endpoint: Endpoint, body: Record<string, unknown>, req: IncomingMessage, record: CallRecord) {
+  function answerFor (endpoint: Endpoint, body: Record<string, unknown>, req: IncomingMessage) {
     if (endpoint === 'llm' || endpoint === 'image') {
       if (!/^Bearer \S+/.test(req.headers.authorization ?? '')) throw new HttpError(401, 'missing bearer token')
     }
     switch (endpoint) {
-      case 'llm': return chatCompletion(body, record)
+      case 'llm': return chatCompletion(body)
       case 'image': return images(body)
       case 'sentiment': {
         const { content, language } = documentOf(body)
@@ -188,22 +191,34 @@ export async function startSimulator (options: SimulatorOptions = {}) {
 
 export type Simulator = Awaited<ReturnType<typeof startSimulator>>
 
-function chatCompletion (body: Record<string, unknown>, record: CallRecord) {
+type ResponseFormat = { type?: string, json_schema?: { schema?: { properties?: Record<string, unknown> } } } | undefined
+
+function llmKind (body: Record<string, unknown>) {
+  const format = body.response_format as ResponseFormat
+  return format?.type === 'json_schema' || format?.type === 'json_object' ? 'edit' : 'draft'
+}
+
+// Valid JSON in a shape no client expects: an edit whose fields are missing, or an empty answer.
+function wrongShape (answer: Record<string, unknown>) {
+  const choices = answer.choices as Array<{ message: { content: string } }> | undefined
+  if (choices?.[0] !== undefined) return { ...answer, choices: [{ ...choices[0], message: { role: 'assistant', content: '{"headline":"?"}' } }] }
+  return { unexpected: true }
+}
+
+function chatCompletion (body: Record<string, unknown>) {
   const messages = body.messages
   if (typeof body.model !== 'string') throw new HttpError(400, 'model is required')
   if (!Array.isArray(messages) || messages.length === 0) throw new HttpError(400, 'messages must be a non-empty array')
   const prompt = messages.map((message: { content?: unknown }) => String(message?.content ?? '')).join('\n')
   const lastUser = String(messages.findLast((message: { role?: unknown }) => message?.role === 'user')?.content ?? '')
-  const format = body.response_format as { type?: string, json_schema?: { schema?: { properties?: Record<string, unknown> } } } | undefined
+  const format = body.response_format as ResponseFormat
 
   let content: string
-  if (format?.type === 'json_schema' || format?.type === 'json_object') {
-    record.kind = 'edit'
+  if (llmKind(body) === 'edit') {
     const material = dataBlock<EditMaterial>(lastUser, 'material') ?? { brief: { topic: lastUser.slice(0, 200) }, draft: lastUser }
-    const properties = Object.keys(format.json_schema?.schema?.properties ?? { title: 1, metaDescription: 1, body: 1, imageAlt: 1 })
+    const properties = Object.keys(format?.json_schema?.schema?.properties ?? { title: 1, metaDescription: 1, body: 1, imageAlt: 1 })
     content = JSON.stringify(editDraft(material, properties))
   } else {
-    record.kind = 'draft'
     content = writeDraft(dataBlock<SimBrief>(lastUser, 'brief') ?? { topic: lastUser.slice(0, 200) || 'an untitled topic' })
   }
   const usage = { prompt_tokens: countTokens(prompt), completion_tokens: countTokens(content) }

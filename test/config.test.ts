@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ConfigError, loadConfig, simulatorUpstreams } from '../src/config.ts'
+
+const LIVE = {
+  PROVIDERS: 'live',
+  LLM_BASE_URL: 'https://api.openai.com/v1',
+  LLM_API_KEY: 'sk-1',
+  LLM_MODEL: 'gpt-4o-mini',
+  IMAGE_BASE_URL: 'https://api.openai.com/v1',
+  IMAGE_API_KEY: 'sk-2',
+  IMAGE_MODEL: 'gpt-image-1',
+  LANGUAGE_API_KEY: 'goog-1'
+}
+
+test('an empty environment gives the documented defaults, frozen, in simulator mode', () => {
+  const config = loadConfig({})
+  assert.equal(config.port, 8080)
+  assert.equal(config.providers, 'simulator')
+  assert.equal(config.pool.connections, 64)
+  assert.equal(config.keywordsMax, 8)
+  assert.equal(config.bodyLimitBytes, 65_536)
+  assert.equal(config.upstreams, undefined)
+  assert.ok(Object.isFrozen(config) && Object.isFrozen(config.pool))
+})
+
+test('numbers are coerced from strings and empty strings count as unset', () => {
+  const config = loadConfig({ PORT: '9000', UPSTREAM_CONNECTIONS: '12', KEYWORDS_MAX: '' })
+  assert.equal(config.port, 9000)
+  assert.equal(config.pool.connections, 12)
+  assert.equal(config.keywordsMax, 8)
+})
+
+for (const [name, value] of [['PORT', 'eighty'], ['UPSTREAM_CONNECTIONS', '0'], ['LOG_LEVEL', 'loud'], ['PROVIDERS', 'openai'], ['IMAGE_SIZE', 'big'], ['UPSTREAM_HEADERS_TIMEOUT_MS', '-5']] as const) {
+  test(`an invalid ${name} stops start-up with a message that names it`, () => {
+    assert.throws(() => loadConfig({ [name]: value }), (error: Error) => {
+      assert.ok(error instanceof ConfigError)
+      assert.match(error.message, new RegExp(name))
+      return true
+    })
+  })
+}
+
+test('PROVIDERS=live requires every provider variable and names each missing one', () => {
+  assert.throws(() => loadConfig({ PROVIDERS: 'live', LLM_BASE_URL: 'https://api.openai.com/v1' }), (error: Error) => {
+    for (const name of ['LLM_API_KEY', 'LLM_MODEL', 'IMAGE_BASE_URL', 'IMAGE_API_KEY', 'IMAGE_MODEL', 'LANGUAGE_API_KEY']) {
+      assert.match(error.message, new RegExp(`required when PROVIDERS=live\\s+→ at ${name}\\b`))
+    }
+    assert.doesNotMatch(error.message, /LLM_BASE_URL/)
+    return true
+  })
+})
+
+test('live mode uses the configured providers and never the simulator', () => {
+  const config = loadConfig(LIVE)
+  assert.deepEqual(config.upstreams?.llm, { baseUrl: 'https://api.openai.com/v1', apiKey: 'sk-1', model: 'gpt-4o-mini' })
+  assert.equal(config.upstreams?.language.baseUrl, 'https://language.googleapis.com')
+})
+
+test('a provider base URL in simulator mode is refused instead of silently ignored', () => {
+  assert.throws(() => loadConfig({ LLM_BASE_URL: 'http://localhost:11434/v1' }), /set PROVIDERS=live or unset it\s+→ at LLM_BASE_URL/)
+})
+
+test('a base URL must be http or https', () => {
+  assert.throws(() => loadConfig({ ...LIVE, LLM_BASE_URL: 'file:///etc/passwd' }), /LLM_BASE_URL/)
+})
+
+test('simulatorUpstreams points every provider at the one simulator origin', () => {
+  const upstreams = simulatorUpstreams(loadConfig({}), 'http://127.0.0.1:4010')
+  assert.equal(upstreams.llm.baseUrl, 'http://127.0.0.1:4010/v1')
+  assert.equal(upstreams.image.baseUrl, 'http://127.0.0.1:4010/v1')
+  assert.equal(upstreams.language.baseUrl, 'http://127.0.0.1:4010')
+})
