@@ -5,7 +5,8 @@ import { startSimulator, type Latency } from './server.ts'
 const USAGE = `Usage: npm run simulator -- [--port 4010] [--latency 50] [--jitter 10]
        [--latency-llm 200] [--fault llm:status=503,retry-after=1] [--image-format url|b64]
 Endpoints: ${ENDPOINTS.join(', ')}.
-Faults: status=N[,retry-after=S] | delay=MS | hang | hang-body | reset[=headers|body] | malformed | oversize=BYTES`
+Faults: status=N[,retry-after=S] | delay=MS | hang | hang-body | reset[=headers|body] | malformed |
+        oversize=BYTES | wrong-shape, each optionally with kind=draft|edit for llm`
 
 function main () {
   const { values } = parseArgs({
