@@ -1,5 +1,15 @@
 import neostandard from 'neostandard'
+import contentEngine from './eslint/plugin.ts'
 
 export default [
-  ...neostandard({ ts: true, ignores: ['dist/**', 'bench/reports/**'] })
+  ...neostandard({ ts: true, ignores: ['dist/**', 'bench/reports/**'] }),
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/plugins/upstream-pool.ts'],
+    plugins: { 'content-engine': contentEngine },
+    rules: {
+      'content-engine/one-http-client': 'error',
+      'content-engine/consume-response-body': 'error'
+    }
+  }
 ]
