@@ -4,6 +4,7 @@ import Fastify, { LogController } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { Config, Upstreams } from './config.ts'
 import { loggerOptions } from './logger.ts'
+import accessLog from './plugins/access-log.ts'
 import errorResponses from './plugins/error-responses.ts'
 import upstreamPool from './plugins/upstream-pool.ts'
 import { zodValidatorCompiler } from './plugins/zod-validation.ts'
@@ -30,7 +31,7 @@ export async function buildApp ({ config, upstreams, dispatcher }: AppOptions) {
     logger: loggerOptions(config.logLevel),
     bodyLimit: config.bodyLimitBytes,
     genReqId: requestId,
-    logController: new LogController({ requestIdLogLabel: 'requestId' })
+    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true })
   })
   app.setValidatorCompiler(zodValidatorCompiler)
   // JSON only: Fastify's default text/plain parser would turn a plain-text body into a 400, not a 415.
@@ -39,6 +40,7 @@ export async function buildApp ({ config, upstreams, dispatcher }: AppOptions) {
     reply.header('x-request-id', request.id)
   })
 
+  await app.register(accessLog)
   await app.register(errorResponses)
   await app.register(upstreamPool, { ...config.pool, dispatcher })
   await app.register(healthRoutes)

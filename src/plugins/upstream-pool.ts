@@ -18,10 +18,6 @@ declare module 'fastify' {
   }
 }
 
-// A server's hint can ask for long-lived idle sockets; cap it so a socket is never kept past the
-// point where a typical load balancer (60 s) or Node server (5 s default) would have dropped it.
-const KEEP_ALIVE_MAX_TIMEOUT_MS = 30_000
-
 export function createUpstreamAgent (options: Omit<UpstreamPoolOptions, 'dispatcher'>) {
   return new Agent({
     connections: options.connections,
@@ -29,7 +25,9 @@ export function createUpstreamAgent (options: Omit<UpstreamPoolOptions, 'dispatc
     headersTimeout: options.headersTimeoutMs,
     bodyTimeout: options.bodyTimeoutMs,
     keepAliveTimeout: options.keepAliveTimeoutMs,
-    keepAliveMaxTimeout: Math.max(KEEP_ALIVE_MAX_TIMEOUT_MS, options.keepAliveTimeoutMs)
+    // A server's Keep-Alive hint may only shorten the idle lifetime, never lengthen it: idle
+    // sockets (and their descriptors) are gone UPSTREAM_KEEP_ALIVE_TIMEOUT_MS after the last call.
+    keepAliveMaxTimeout: options.keepAliveTimeoutMs
   })
 }
 

@@ -24,12 +24,12 @@ const TOO_LARGE_CODES = new Set(['UND_ERR_RES_EXCEEDED_MAX_SIZE', 'CE_RESPONSE_T
  */
 export async function postJson<T> (options: PostJsonOptions<T>): Promise<T> {
   const { upstream, signal } = options
-  const url = new URL(options.url)
+  const { origin, path } = target(options.url)
   let response: Dispatcher.ResponseData
   try {
     response = await options.dispatcher.request({
-      origin: url.origin,
-      path: url.pathname + url.search,
+      origin,
+      path,
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json', ...options.headers },
       body: JSON.stringify(options.body),
@@ -65,6 +65,19 @@ export async function postJson<T> (options: PostJsonOptions<T>): Promise<T> {
     })
   }
   return parseAnswer(options.schema, json, upstream)
+}
+
+// Upstream URLs come from configuration, so this stays as small as the set of endpoints.
+const targets = new Map<string, { origin: string, path: string }>()
+
+function target (href: string) {
+  let found = targets.get(href)
+  if (found === undefined) {
+    const url = new URL(href)
+    found = { origin: url.origin, path: url.pathname + url.search }
+    targets.set(href, found)
+  }
+  return found
 }
 
 export function parseAnswer<S extends z.ZodType> (schema: S, value: unknown, upstream: UpstreamName): z.output<S> {

@@ -57,7 +57,7 @@ export async function complete (call: LlmCall, messages: ChatMessage[], extra: R
 export async function completeStructured<S extends z.ZodType> (
   call: LlmCall, messages: ChatMessage[], name: string, schema: S
 ): Promise<{ value: z.output<S>, usage: TokenUsage }> {
-  const responseFormat = { type: 'json_schema', json_schema: { name, strict: true, schema: strictSubset(z.toJSONSchema(schema, { target: 'draft-7' })) } }
+  const responseFormat = { type: 'json_schema', json_schema: { name, strict: true, schema: wireSchema(schema) } }
   const { content, usage } = await complete(call, messages, { response_format: responseFormat })
   return { value: parseAnswer(schema, parseJsonContent(content), 'llm'), usage }
 }
@@ -66,6 +66,18 @@ export async function completeStructured<S extends z.ZodType> (
 // anything else (string lengths among them). Those limits stay in the zod schema, which checks the
 // answer, and reach the model through each field's description.
 const UNSUPPORTED_IN_STRICT_MODE = new Set(['$schema', 'minLength', 'maxLength'])
+
+// Generating a JSON schema walks the zod schema; do it once per schema, not once per request.
+const wireSchemas = new WeakMap<z.ZodType, unknown>()
+
+function wireSchema (schema: z.ZodType) {
+  let json = wireSchemas.get(schema)
+  if (json === undefined) {
+    json = strictSubset(z.toJSONSchema(schema, { target: 'draft-7' }))
+    wireSchemas.set(schema, json)
+  }
+  return json
+}
 
 function strictSubset (value: unknown): unknown {
   if (Array.isArray(value)) return value.map(strictSubset)

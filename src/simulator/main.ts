@@ -4,6 +4,7 @@ import { startSimulator, type Latency } from './server.ts'
 
 const USAGE = `Usage: npm run simulator -- [--port 4010] [--latency 50] [--jitter 10]
        [--latency-llm 200] [--fault llm:status=503,retry-after=1] [--image-format url|b64]
+       [--keep-alive-ms 5000]
 Endpoints: ${ENDPOINTS.join(', ')}.
 Faults: status=N[,retry-after=S] | delay=MS | hang | hang-body | reset[=headers|body] | malformed |
         oversize=BYTES | wrong-shape, each optionally with kind=draft|edit for llm`
@@ -21,6 +22,7 @@ function main () {
       'latency-entities': { type: 'string' },
       fault: { type: 'string', multiple: true, default: [] },
       'image-format': { type: 'string', default: 'url' },
+      'keep-alive-ms': { type: 'string', default: '5000' },
       help: { type: 'boolean', default: false }
     }
   })
@@ -43,7 +45,8 @@ function main () {
   const imageFormat = values['image-format']
   if (imageFormat !== 'url' && imageFormat !== 'b64') throw new Error('--image-format must be url or b64')
 
-  return startSimulator({ port: number('port', values.port), host: values.host, latency, faults, imageFormat })
+  const keepAliveTimeoutMs = number('keep-alive-ms', values['keep-alive-ms'])
+  return startSimulator({ port: number('port', values.port), host: values.host, latency, faults, imageFormat, keepAliveTimeoutMs })
 }
 
 try {

@@ -1,0 +1,103 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
+
+const ROOT = new URL('../../', import.meta.url).pathname
+
+export interface Started {
+  child: ChildProcess
+  pid: number
+  origin: string
+  /** Probe lines (fd 3), newest last; empty for processes started without the probe. */
+  probes: Array<Record<string, number>>
+  stop: () => Promise<number | null>
+}
+
+/**
+ * Spawns `node ...args` from the repository root and waits for the line naming its origin.
+ * Every process started here is stopped by PID: by stop(), or on exit of the bench itself.
+ */
+export async function startProcess (args: string[], env: Record<string, string>, originPattern: RegExp): Promise<Started> {
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe']
+  })
+  const pid = child.pid!
+  const kill = () => { try { process.kill(pid, 'SIGKILL') } catch {} }
+  process.once('exit', kill)
+
+  const probes: Array<Record<string, number>> = []
+  const probeStream = child.stdio[3] as NodeJS.ReadableStream | null
+  if (probeStream) createInterface({ input: probeStream }).on('line', (line) => probes.push(JSON.parse(line)))
+
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr = (stderr + chunk).slice(-4000) })
+  const origin = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: no origin in 15 s\n${stderr}`)), 15_000)
+    const lines = createInterface({ input: child.stdout! })
+    lines.on('line', (line) => {
+      const match = originPattern.exec(line)
+      if (match !== null) {
+        clearTimeout(timer)
+        resolve(match[1]!)
+        // Keep draining stdout (the service logs every request) without splitting it into lines.
+        lines.close()
+        child.stdout!.resume()
+      }
+    })
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args.join(' ')} exited ${code} before listening\n${stderr}`)) })
+  })
+
+  return {
+    child,
+    pid,
+    origin,
+    probes,
+    async stop () {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
+      const exited = once(child, 'exit')
+      process.kill(pid, 'SIGTERM')
+      const timer = setTimeout(kill, 15_000)
+      const [code] = await exited as [number | null]
+      clearTimeout(timer)
+      process.removeListener('exit', kill)
+      return code
+    }
+  }
+}
+
+export function startSimulatorProcess (latencyMs: number, keepAliveMs: number) {
+  return startProcess(
+    ['src/simulator/main.ts', '--port', '0', '--latency', String(latencyMs), '--keep-alive-ms', String(keepAliveMs)],
+    {},
+    /"origin":"(http:\/\/127\.0\.0\.1:\d+)"/
+  )
+}
+
+export type Variant = 'service' | 'reference' | 'leaky'
+
+export function startVariant (variant: Variant, simulatorOrigin: string, pool: number, extraEnv: Record<string, string> = {}) {
+  const probe = ['--expose-gc', '--import', './bench/probe.ts']
+  const listening = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/
+  if (variant === 'service') {
+    // The production start: the build, with live providers that happen to be the simulator.
+    return startProcess([...probe, 'dist/server.js'], {
+      PORT: '0',
+      PROVIDERS: 'live',
+      LLM_BASE_URL: `${simulatorOrigin}/v1`,
+      LLM_API_KEY: 'bench',
+      LLM_MODEL: 'simulator-llm',
+      IMAGE_BASE_URL: `${simulatorOrigin}/v1`,
+      IMAGE_API_KEY: 'bench',
+      IMAGE_MODEL: 'simulator-image',
+      LANGUAGE_BASE_URL: simulatorOrigin,
+      LANGUAGE_API_KEY: 'bench',
+      UPSTREAM_CONNECTIONS: String(pool),
+      ...extraEnv
+    }, listening)
+  }
+  return startProcess([...probe, 'bench/variants/main.ts', variant], {
+    PORT: '0', SIMULATOR_ORIGIN: simulatorOrigin, UPSTREAM_CONNECTIONS: String(pool), ...extraEnv
+  }, listening)
+}

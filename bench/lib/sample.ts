@@ -1,0 +1,51 @@
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { request } from 'undici'
+
+/** ESTABLISHED TCP connections from `pid` to `port`, read from /proc rather than asked of anyone. */
+export function procConnections (pid: number, port: number) {
+  const inodes = new Set<string>()
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+        if (match !== null) inodes.add(match[1]!)
+      } catch {}
+    }
+  } catch {
+    return 0
+  }
+  const portHex = port.toString(16).toUpperCase().padStart(4, '0')
+  let count = 0
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = ''
+    try { text = readFileSync(table, 'utf8') } catch { continue }
+    for (const line of text.split('\n').slice(1)) {
+      const columns = line.trim().split(/\s+/)
+      // columns: sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+      if (columns.length > 9 && columns[3] === '01' && columns[2]!.endsWith(`:${portHex}`) && inodes.has(columns[9]!)) count++
+    }
+  }
+  return count
+}
+
+export interface SimulatorStats {
+  connections: { accepted: number, open: number, peak: number }
+  requests: Record<string, number>
+  inFlight: number
+}
+
+export async function simulatorStats (origin: string): Promise<SimulatorStats> {
+  // reset: true closes this socket after the answer, so the bench holds no connection open.
+  const response = await request(`${origin}/__sim/stats`, { reset: true })
+  return await response.body.json() as SimulatorStats
+}
+
+export function percentile (values: number[], p: number) {
+  if (values.length === 0) return 0
+  const sorted = values.toSorted((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}
+
+export function median (values: number[]) {
+  return percentile(values, 50)
+}

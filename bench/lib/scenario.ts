@@ -1,0 +1,145 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import autocannon from 'autocannon'
+import { startSimulatorProcess, startVariant, type Variant } from './processes.ts'
+import { percentile, procConnections, simulatorStats } from './sample.ts'
+
+export interface ScenarioOptions {
+  variant: Variant
+  durationS: number
+  /** Bound the load by request count instead (the leaky variant, whose sockets pile up). */
+  amount?: number
+  connections: number
+  latencyMs: number
+  pool: number
+  gcEveryMs?: number
+  env?: Record<string, string>
+  log?: (line: string) => void
+}
+
+export interface Sample {
+  t: number
+  rssMiB: number
+  heapUsedMiB: number
+  heapAfterGcMiB: number | null
+  externalMiB: number
+  arrayBuffersMiB: number
+  fds: number
+  eventLoopDelayP99Ms: number
+  eventLoopUtilization: number
+  upstreamOpenSimulator: number
+  upstreamOpenProc: number
+  requestsPerS: number
+  p99Ms: number
+}
+
+const BRIEF = JSON.stringify({ topic: 'connection pooling in Node.js', audience: 'backend engineers', keywords: ['undici'] })
+const MiB = 1024 * 1024
+const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits
+// The service closes idle upstream sockets after 4 s; wait past that before counting descriptors.
+const SETTLE_MS = 5_500
+
+function load (url: string, options: ScenarioOptions, onResponse?: (ms: number) => void) {
+  return new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon({
+      url,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: BRIEF,
+      connections: options.connections,
+      duration: options.durationS,
+      ...(options.amount === undefined ? {} : { amount: options.amount }),
+      timeout: 30
+    }, (error, result) => error ? reject(error) : resolve(result))
+    if (onResponse !== undefined) instance.on('response', (_client, _status, _bytes, ms) => onResponse(ms))
+  })
+}
+
+/** Starts the simulator and one variant as separate processes, loads it, samples it every second. */
+export async function runScenario (options: ScenarioOptions) {
+  const log = options.log ?? (() => {})
+  // Idle sockets live 60 s on the simulator, as on real providers' front ends: only the client
+  // can release them, which is what tells a pool from a leak.
+  const simulator = await startSimulatorProcess(options.latencyMs, 60_000)
+  const simulatorPort = Number(new URL(simulator.origin).port)
+  const target = await startVariant(options.variant, simulator.origin, options.pool, {
+    ...(options.gcEveryMs === undefined ? {} : { BENCH_GC_INTERVAL_MS: String(options.gcEveryMs) }),
+    ...options.env
+  })
+  try {
+    const url = `${target.origin}/generate`
+    if (options.amount === undefined) {
+      log(`${options.variant}: warm-up 3 s`)
+      await load(url, { ...options, durationS: 3 })
+      await sleep(SETTLE_MS)
+    } else {
+      await sleep(1_500)
+    }
+    const idleFds = target.probes.at(-1)?.fds ?? 0
+
+    log(`${options.variant}: load ${options.amount === undefined ? `${options.durationS} s` : `${options.amount} requests`} at ${options.connections} connections`)
+    const samples: Sample[] = []
+    let second: number[] = []
+    const started = performance.now()
+    const sampler = setInterval(async () => {
+      const probe = target.probes.at(-1) ?? {}
+      const latencies = second
+      second = []
+      const stats = await simulatorStats(simulator.origin).catch(() => undefined)
+      samples.push({
+        t: round((performance.now() - started) / 1000, 0),
+        rssMiB: round((probe.rss ?? 0) / MiB),
+        heapUsedMiB: round((probe.heapUsed ?? 0) / MiB),
+        heapAfterGcMiB: probe.heapAfterGc === undefined ? null : round(probe.heapAfterGc / MiB, 2),
+        externalMiB: round((probe.external ?? 0) / MiB),
+        arrayBuffersMiB: round((probe.arrayBuffers ?? 0) / MiB),
+        fds: probe.fds ?? 0,
+        eventLoopDelayP99Ms: round(probe.eventLoopDelayP99Ms ?? 0),
+        eventLoopUtilization: round(probe.eventLoopUtilization ?? 0, 2),
+        upstreamOpenSimulator: stats?.connections.open ?? -1,
+        upstreamOpenProc: procConnections(target.pid, simulatorPort),
+        requestsPerS: latencies.length,
+        p99Ms: round(percentile(latencies, 99))
+      })
+    }, 1_000)
+    let result: autocannon.Result
+    try {
+      result = await load(url, options, (ms) => second.push(ms))
+    } finally {
+      clearInterval(sampler)
+    }
+
+    await sleep(SETTLE_MS)
+    const afterFds = target.probes.at(-1)?.fds ?? 0
+    const afterUpstream = procConnections(target.pid, simulatorPort)
+    const peakBefore = (await simulatorStats(simulator.origin)).connections.peak
+    const exitCode = await target.stop()
+    await sleep(200)
+    const afterShutdown = await simulatorStats(simulator.origin)
+
+    return {
+      variant: options.variant,
+      options: { durationS: options.durationS, amount: options.amount, connections: options.connections, latencyMs: options.latencyMs, pool: options.pool },
+      requests: result.requests.total,
+      requestsPerS: round(result.requests.total / result.duration),
+      latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max },
+      non2xx: result.non2xx,
+      errors: result.errors,
+      timeouts: result.timeouts,
+      upstream: {
+        peakSimulator: peakBefore,
+        maxSampledProc: Math.max(0, ...samples.map((s) => s.upstreamOpenProc)),
+        openAfterLoad: afterUpstream,
+        openAfterShutdown: afterShutdown.connections.open
+      },
+      fds: { idle: idleFds, afterLoad: afterFds },
+      rssMiB: { first: samples[0]?.rssMiB ?? 0, last: samples.at(-1)?.rssMiB ?? 0, max: Math.max(0, ...samples.map((s) => s.rssMiB)) },
+      exitCode,
+      samples
+    }
+  } finally {
+    await target.stop()
+    await simulator.stop()
+  }
+}
+
+export type ScenarioResult = Awaited<ReturnType<typeof runScenario>>

@@ -1,0 +1,39 @@
+// Preloaded into a benchmarked process (node --import ./bench/probe.ts): once a second it writes
+// one JSON line of memory, descriptors and event-loop figures to fd 3, a pipe the bench reads.
+// Only the bench loads it; production starts without it.
+import { createWriteStream, readdirSync } from 'node:fs'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+
+const out = createWriteStream('', { fd: 3 })
+out.on('error', () => {})
+const delay = monitorEventLoopDelay({ resolution: 10 })
+delay.enable()
+let lastElu = performance.eventLoopUtilization()
+const gc = (globalThis as { gc?: () => void }).gc
+const gcEveryMs = Number(process.env.BENCH_GC_INTERVAL_MS ?? 0)
+let lastGc = performance.now()
+
+const timer = setInterval(() => {
+  let heapAfterGc: number | undefined
+  if (gc !== undefined && gcEveryMs > 0 && performance.now() - lastGc >= gcEveryMs) {
+    gc()
+    lastGc = performance.now()
+    heapAfterGc = process.memoryUsage().heapUsed
+  }
+  const memory = process.memoryUsage()
+  const elu = performance.eventLoopUtilization(lastElu)
+  lastElu = performance.eventLoopUtilization()
+  out.write(JSON.stringify({
+    at: Date.now(),
+    rss: memory.rss,
+    heapUsed: memory.heapUsed,
+    heapAfterGc,
+    external: memory.external,
+    arrayBuffers: memory.arrayBuffers,
+    fds: readdirSync('/proc/self/fd').length,
+    eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
+    eventLoopUtilization: elu.utilization
+  }) + '\n')
+  delay.reset()
+}, 1_000)
+timer.unref()

@@ -1,0 +1,115 @@
+// npm run bench [-- --compare] [-- --soak]: see USAGE. Starts every process it measures and
+// stops each by PID; talks only to 127.0.0.1; every load is bounded by time or by count.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { chart } from './lib/chart.ts'
+import { median } from './lib/sample.ts'
+import { runScenario, type ScenarioOptions, type ScenarioResult } from './lib/scenario.ts'
+
+const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0] [--pool 64] [--runs 1]
+                     [--compare [--leaky-requests 2000]] [--soak] [--name NAME]
+  --compare  this service, a minimal reference (bare Fastify + one Agent) and the incident's pattern
+  --soak     the service alone, 10 minutes by default, forcing a GC every 30 s to read the heap`
+
+const { values } = parseArgs({
+  options: {
+    duration: { type: 'string' },
+    connections: { type: 'string', default: '50' },
+    latency: { type: 'string', default: '0' },
+    pool: { type: 'string', default: '64' },
+    runs: { type: 'string', default: '1' },
+    compare: { type: 'boolean', default: false },
+    soak: { type: 'boolean', default: false },
+    'leaky-requests': { type: 'string', default: '2000' },
+    name: { type: 'string' },
+    help: { type: 'boolean', default: false }
+  }
+})
+if (values.help) {
+  console.log(USAGE)
+  process.exit(0)
+}
+const positive = (name: string, text: string) => {
+  const number = Number(text)
+  if (!Number.isInteger(number) || number < 0) {
+    console.error(`--${name} must be a whole number, got "${text}"\n${USAGE}`)
+    process.exit(2)
+  }
+  return number
+}
+
+const base: Omit<ScenarioOptions, 'variant'> = {
+  durationS: positive('duration', values.duration ?? (values.soak ? '600' : '30')),
+  connections: positive('connections', values.connections),
+  latencyMs: positive('latency', values.latency),
+  pool: positive('pool', values.pool),
+  log: (line) => console.error(`[bench] ${line}`),
+  ...(values.soak ? { gcEveryMs: 30_000 } : {})
+}
+const runs = Math.max(1, positive('runs', values.runs))
+const name = values.name ?? (values.compare ? 'compare' : values.soak ? 'soak' : 'bench')
+
+const results: Array<{ label: string, result: ScenarioResult }> = []
+for (let run = 1; run <= runs; run++) {
+  results.push({ label: `service #${run}`, result: await runScenario({ ...base, variant: 'service' }) })
+  if (values.compare) results.push({ label: `reference #${run}`, result: await runScenario({ ...base, variant: 'reference' }) })
+}
+if (values.compare) {
+  const amount = positive('leaky-requests', values['leaky-requests'])
+  results.push({ label: 'leaky', result: await runScenario({ ...base, variant: 'leaky', amount }) })
+}
+
+const of = (variant: string) => results.filter(({ result }) => result.variant === variant).map(({ result }) => result)
+const medians = (variant: string) => {
+  const list = of(variant)
+  return {
+    requestsPerS: median(list.map((r) => r.requestsPerS)),
+    p50: median(list.map((r) => r.latencyMs.p50)),
+    p99: median(list.map((r) => r.latencyMs.p99))
+  }
+}
+
+const row = (label: string, r: ScenarioResult) =>
+  `| ${label} | ${r.requests} | ${r.requestsPerS} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.non2xx + r.errors} | ` +
+  `${r.upstream.peakSimulator} / ${r.upstream.maxSampledProc} | ${r.upstream.openAfterLoad} / ${r.upstream.openAfterShutdown} | ` +
+  `${r.fds.idle} → ${r.fds.afterLoad} | ${r.rssMiB.first} → ${r.rssMiB.last} (max ${r.rssMiB.max}) | ${r.exitCode} |`
+
+const lines = [
+  `# ${name}`,
+  '',
+  `${new Date().toISOString()} · Node ${process.version} · ${base.connections} connections · ` +
+    `${base.amount ?? `${base.durationS} s`} per run · upstream latency ${base.latencyMs} ms · pool ${base.pool} · runs ${runs}`,
+  '',
+  '| run | requests | req/s | p50 ms | p99 ms | errors | upstream peak (sim / proc) | upstream open after load / after shutdown | fds idle → after | RSS MiB first → last | exit |',
+  '|---|---|---|---|---|---|---|---|---|---|---|',
+  ...results.map(({ label, result }) => row(label, result))
+]
+
+if (values.compare) {
+  const service = medians('service')
+  const reference = medians('reference')
+  const ratio = (a: number, b: number) => (b === 0 ? 0 : Math.round((a / b) * 100) / 100)
+  lines.push('', `Medians of ${runs} run(s), service / reference: throughput **${ratio(service.requestsPerS, reference.requestsPerS)}×** ` +
+    `(target ≥ 0.85), p50 **${ratio(service.p50, reference.p50)}×**, p99 **${ratio(service.p99, reference.p99)}×** (target ≤ 1.25).`)
+  const leaky = of('leaky')[0]!
+  lines.push('', `The leaky variant, ${leaky.requests} requests: upstream connections open after the load ${leaky.upstream.openAfterLoad} ` +
+    `(service: ${of('service')[0]!.upstream.openAfterLoad}), fds ${leaky.fds.idle} → ${leaky.fds.afterLoad}, RSS ${leaky.rssMiB.first} → ${leaky.rssMiB.max} MiB.`)
+}
+
+if (values.soak) {
+  const samples = results[0]!.result.samples
+  const minute2 = samples.find((s) => s.t >= 120) ?? samples[0]!
+  const last = samples.at(-1)!
+  const heaps = samples.filter((s) => s.t >= 120 && s.heapAfterGcMiB !== null).map((s) => s.heapAfterGcMiB!)
+  const heapDrift = heaps.length < 2 ? 0 : (heaps.at(-1)! - heaps[0]!) / heaps[0]!
+  lines.push('', `RSS at the end ${last.rssMiB} MiB vs ${minute2.rssMiB} MiB at minute 2: **${(last.rssMiB / minute2.rssMiB).toFixed(3)}×** (target ≤ 1.10). ` +
+    `Heap after a forced GC from minute 2 on: ${heaps.map((h) => h.toFixed(1)).join(', ')} MiB, drift **${(heapDrift * 100).toFixed(1)} %** (target within 5 %).`)
+}
+
+const directory = new URL('./reports/', import.meta.url)
+mkdirSync(directory, { recursive: true })
+writeFileSync(new URL(`${name}.json`, directory), JSON.stringify({ name, at: new Date().toISOString(), node: process.version, options: base, results }, null, 2))
+writeFileSync(new URL(`${name}.md`, directory), lines.join('\n') + '\n')
+writeFileSync(new URL(`${name}.svg`, directory), chart(results, `${name}: memory, upstream connections and p99 over time`))
+console.log(lines.join('\n'))
+console.log(`\nReports: bench/reports/${name}.{json,md,svg}`)
