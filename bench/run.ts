@@ -7,9 +7,10 @@ import { median } from './lib/sample.ts'
 import { runScenario, type ScenarioOptions, type ScenarioResult } from './lib/scenario.ts'
 
 const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0] [--pool 64] [--runs 1]
-                     [--compare [--leaky-requests 2000]] [--soak] [--name NAME]
+                     [--compare [--leaky-requests 2000]] [--soak] [--telemetry-cost] [--name NAME]
   --compare  this service, a minimal reference (bare Fastify + one Agent) and the incident's pattern
-  --soak     the service alone, 10 minutes by default, forcing a GC every 30 s to read the heap`
+  --soak     the service alone, 10 minutes by default, forcing a GC every 30 s to read the heap
+  --telemetry-cost  the service with its telemetry preload on and off (OTEL_SDK_DISABLED=true)`
 
 const { values } = parseArgs({
   options: {
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     pool: { type: 'string', default: '64' },
     runs: { type: 'string', default: '1' },
     compare: { type: 'boolean', default: false },
+    'telemetry-cost': { type: 'boolean', default: false },
     soak: { type: 'boolean', default: false },
     'leaky-requests': { type: 'string', default: '2000' },
     name: { type: 'string' },
@@ -47,12 +49,15 @@ const base: Omit<ScenarioOptions, 'variant'> = {
   ...(values.soak ? { gcEveryMs: 30_000 } : {})
 }
 const runs = Math.max(1, positive('runs', values.runs))
-const name = values.name ?? (values.compare ? 'compare' : values.soak ? 'soak' : 'bench')
+const name = values.name ?? (values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : 'bench')
 
 const results: Array<{ label: string, result: ScenarioResult }> = []
 for (let run = 1; run <= runs; run++) {
   results.push({ label: `service #${run}`, result: await runScenario({ ...base, variant: 'service' }) })
   if (values.compare) results.push({ label: `reference #${run}`, result: await runScenario({ ...base, variant: 'reference' }) })
+  if (values['telemetry-cost']) {
+    results.push({ label: `telemetry off #${run}`, result: await runScenario({ ...base, variant: 'service', label: 'service-telemetry-off', env: { OTEL_SDK_DISABLED: 'true' } }) })
+  }
 }
 if (values.compare) {
   const amount = positive('leaky-requests', values['leaky-requests'])
@@ -94,6 +99,13 @@ if (values.compare) {
   const leaky = of('leaky')[0]!
   lines.push('', `The leaky variant, ${leaky.requests} requests: upstream connections open after the load ${leaky.upstream.openAfterLoad} ` +
     `(service: ${of('service')[0]!.upstream.openAfterLoad}), fds ${leaky.fds.idle} → ${leaky.fds.afterLoad}, RSS ${leaky.rssMiB.first} → ${leaky.rssMiB.max} MiB.`)
+}
+
+if (values['telemetry-cost']) {
+  const on = medians('service')
+  const off = medians('service-telemetry-off')
+  lines.push('', `Medians of ${runs} run(s), telemetry on / off: throughput **${(on.requestsPerS / off.requestsPerS).toFixed(2)}×** ` +
+    `(${on.requestsPerS} vs ${off.requestsPerS} req/s; target ≥ 0.90), p99 ${on.p99} vs ${off.p99} ms.`)
 }
 
 if (values.soak) {

@@ -16,6 +16,8 @@ export interface AppOptions {
   upstreams: Upstreams
   /** Replaces the upstream pool (tests pass a MockAgent); the app will not close it. */
   dispatcher?: Dispatcher
+  /** Human-readable logs (pino-pretty), for a terminal. */
+  prettyLogs?: boolean
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
@@ -26,9 +28,9 @@ function requestId (req: IncomingMessage) {
   return typeof offered === 'string' && REQUEST_ID.test(offered) ? offered : randomUUID()
 }
 
-export async function buildApp ({ config, upstreams, dispatcher }: AppOptions) {
+export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = false }: AppOptions) {
   const app = Fastify({
-    logger: loggerOptions(config.logLevel),
+    logger: loggerOptions({ level: config.logLevel, ...config.log, pretty: prettyLogs }),
     bodyLimit: config.bodyLimitBytes,
     genReqId: requestId,
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true })

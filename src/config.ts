@@ -41,6 +41,9 @@ const envSchema = z.object({
   UPSTREAM_MAX_RESPONSE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
 
   SHUTDOWN_GRACE_MS: MS.default(8_000),
+  // Cloud Logging links a log line to its trace only as projects/PROJECT/traces/TRACE_ID.
+  GOOGLE_CLOUD_PROJECT: optionalText,
+  LOG_REDACT_HEADERS: z.string().default('').transform((list) => list.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean)),
   SIMULATOR_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
   SIMULATOR_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0)
 }).superRefine((env, ctx) => {
@@ -97,6 +100,7 @@ function toConfig (env: Env) {
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
     keywordsMax: env.KEYWORDS_MAX,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    log: { googleCloudProject: env.GOOGLE_CLOUD_PROJECT, redactHeaders: env.LOG_REDACT_HEADERS },
     pool: {
       connections: env.UPSTREAM_CONNECTIONS,
       connectTimeoutMs: env.UPSTREAM_CONNECT_TIMEOUT_MS,
@@ -130,6 +134,34 @@ export function simulatorUpstreams (config: Config, origin: string): Upstreams {
     language: { baseUrl: origin, apiKey: undefined }
   })
 }
+
+const telemetrySchema = z.object({
+  OTEL_SDK_DISABLED: z.stringbool().default(false),
+  METRICS_PORT: z.coerce.number().int().min(1).max(65_535).default(9464),
+  METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalUrl,
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(0.1),
+  // Cloud Run sets K_SERVICE; only there is there a metadata server to detect resources from.
+  K_SERVICE: optionalText
+})
+
+/** The telemetry preload's settings; it runs before server.ts, so it parses its own few variables. */
+export function loadTelemetryConfig (env: Record<string, string | undefined>) {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''))
+  const parsed = telemetrySchema.safeParse(present)
+  if (!parsed.success) throw new ConfigError(`Invalid telemetry configuration:\n${z.prettifyError(parsed.error)}`)
+  const env_ = parsed.data
+  return deepFreeze({
+    disabled: env_.OTEL_SDK_DISABLED,
+    metricsPort: env_.METRICS_PORT,
+    metricsHost: env_.METRICS_HOST,
+    otlpEndpoint: env_.OTEL_EXPORTER_OTLP_ENDPOINT,
+    traceSampleRatio: env_.OTEL_TRACES_SAMPLER_ARG,
+    onGoogleCloud: env_.K_SERVICE !== undefined
+  })
+}
+
+export type TelemetryConfig = ReturnType<typeof loadTelemetryConfig>
 
 function deepFreeze<T> (value: T): T {
   if (value !== null && typeof value === 'object') {

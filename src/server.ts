@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig, simulatorUpstreams, type Config } from './config.ts'
+import { runShutdownHooks } from './lifecycle.ts'
 import { startSimulator, type Simulator } from './simulator/server.ts'
 
 async function start (config: Config) {
@@ -15,7 +16,7 @@ async function start (config: Config) {
     upstreams = simulatorUpstreams(config, simulator.origin)
   }
 
-  const app = await buildApp({ config, upstreams })
+  const app = await buildApp({ config, upstreams, prettyLogs: process.stdout.isTTY === true && canResolve('pino-pretty') })
   if (simulator !== undefined) {
     app.log.info({ simulator: simulator.origin },
       `PROVIDERS=simulator: using the bundled upstream simulator at ${simulator.origin}. ` +
@@ -28,9 +29,21 @@ async function start (config: Config) {
     else app.log.info({ signal }, 'shutting down')
     await app.close()
     await simulator?.close()
+    // Telemetry flushes last, so it still sees the requests that drained during app.close().
+    await runShutdownHooks()
   })
 
   await app.listen({ port: config.port, host: config.host })
+}
+
+// pino-pretty is a development dependency: the production image has no terminal and no copy.
+function canResolve (specifier: string) {
+  try {
+    import.meta.resolve(specifier)
+    return true
+  } catch {
+    return false
+  }
 }
 
 try {

@@ -1,39 +1,14 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { test, type TestContext } from 'node:test'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
 import { request } from 'undici'
 import { GOOD_BRIEF } from './helper.ts'
+import { freePort, startServerProcess } from './spawn.ts'
 
-const SERVER = new URL('../src/server.ts', import.meta.url).pathname
-
-function startServer (t: TestContext, env: Record<string, string>) {
-  const child = spawn(process.execPath, [SERVER], {
-    env: { PATH: process.env.PATH, PORT: '0', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  t.after(() => { if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL') })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const exited = once(child, 'exit') as Promise<[number | null, string | null]>
-  const listening = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening" line in 10 s:\n${stdout}\n${stderr}`)), 10_000)
-    child.stdout.on('data', () => {
-      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)
-      if (match !== null) {
-        clearTimeout(timer)
-        resolve(match[1]!)
-      }
-    })
-    exited.then(() => { clearTimeout(timer); reject(new Error(`exited before listening:\n${stderr}`)) }, reject)
-  })
-  return { child, listening, exited, output: () => ({ stdout, stderr }) }
-}
-
-test('npm start\'s entry point serves a complete post over real sockets against the embedded simulator, and exits 0 on SIGTERM', async (t) => {
-  const server = startServer(t, {})
+test('npm start\'s command serves a complete post over real sockets against the embedded simulator, and exits 0 on SIGTERM', async (t) => {
+  const start = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).scripts.start as string
+  assert.equal(start, 'node --env-file-if-exists=.env --import ./src/telemetry.ts src/server.ts')
+  const server = startServerProcess(t, { args: start.split(' ').slice(1), env: { METRICS_PORT: String(await freePort()) } })
   const origin = await server.listening
 
   const health = await request(`${origin}/healthz`)
@@ -58,8 +33,7 @@ test('npm start\'s entry point serves a complete post over real sockets against 
 })
 
 test('an invalid environment stops start-up with exit code 1 and a message naming the variable', async (t) => {
-  const server = startServer(t, { UPSTREAM_CONNECTIONS: 'many', PROVIDERS: 'live' })
-  server.listening.catch(() => {})
+  const server = startServerProcess(t, { env: { UPSTREAM_CONNECTIONS: 'many', PROVIDERS: 'live' } })
 
   const [code] = await server.exited
 

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 
 const ROOT = new URL('../../', import.meta.url).pathname
@@ -77,12 +78,13 @@ export function startSimulatorProcess (latencyMs: number, keepAliveMs: number) {
 
 export type Variant = 'service' | 'reference' | 'leaky'
 
-export function startVariant (variant: Variant, simulatorOrigin: string, pool: number, extraEnv: Record<string, string> = {}) {
+export async function startVariant (variant: Variant, simulatorOrigin: string, pool: number, extraEnv: Record<string, string> = {}) {
   const probe = ['--expose-gc', '--import', './bench/probe.ts']
   const listening = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/
   if (variant === 'service') {
-    // The production start: the build, with live providers that happen to be the simulator.
-    return startProcess([...probe, 'dist/server.js'], {
+    // The production start (the build, with the telemetry preload), with live providers that
+    // happen to be the simulator.
+    return startProcess([...probe, '--import', './dist/telemetry.js', 'dist/server.js'], {
       PORT: '0',
       PROVIDERS: 'live',
       LLM_BASE_URL: `${simulatorOrigin}/v1`,
@@ -94,10 +96,20 @@ export function startVariant (variant: Variant, simulatorOrigin: string, pool: n
       LANGUAGE_BASE_URL: simulatorOrigin,
       LANGUAGE_API_KEY: 'bench',
       UPSTREAM_CONNECTIONS: String(pool),
+      METRICS_PORT: String(await freePort()),
       ...extraEnv
     }, listening)
   }
   return startProcess([...probe, 'bench/variants/main.ts', variant], {
     PORT: '0', SIMULATOR_ORIGIN: simulatorOrigin, UPSTREAM_CONNECTIONS: String(pool), ...extraEnv
   }, listening)
+}
+
+async function freePort () {
+  const server = createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  await once(server, 'close')
+  return port
 }

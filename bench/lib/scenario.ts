@@ -5,6 +5,8 @@ import { percentile, procConnections, simulatorStats } from './sample.ts'
 
 export interface ScenarioOptions {
   variant: Variant
+  /** Names the result when one variant runs in more than one configuration. */
+  label?: string
   durationS: number
   /** Bound the load by request count instead (the leaky variant, whose sockets pile up). */
   amount?: number
@@ -117,7 +119,7 @@ export async function runScenario (options: ScenarioOptions) {
     const afterShutdown = await simulatorStats(simulator.origin)
 
     return {
-      variant: options.variant,
+      variant: options.label ?? options.variant,
       options: { durationS: options.durationS, amount: options.amount, connections: options.connections, latencyMs: options.latencyMs, pool: options.pool },
       requests: result.requests.total,
       requestsPerS: round(result.requests.total / result.duration),

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto'
+import { SpanStatusCode, trace } from '@opentelemetry/api'
 import type { Dispatcher } from 'undici'
 import type { Upstreams } from '../config.ts'
 import { ServiceError } from '../errors.ts'
 import { generateImage } from '../providers/image.ts'
 import { analyzeSentiment, extractKeywords } from '../providers/language.ts'
 import { complete, completeStructured, type TokenUsage } from '../providers/llm.ts'
+import { stepDuration, stepWarnings } from '../telemetry/instruments.ts'
 import type { Brief } from './brief.ts'
 import { draftMessages, draftTitle, editMessages, editSchema, imagePrompt, plainText, slugify } from './prompts.ts'
 
@@ -16,7 +18,8 @@ export interface PipelineDeps {
   signal: AbortSignal
 }
 
-export type OptionalStep = 'image' | 'sentiment' | 'keywords'
+export type Step = 'draft' | 'image' | 'sentiment' | 'keywords' | 'refine'
+export type OptionalStep = Extract<Step, 'image' | 'sentiment' | 'keywords'>
 
 export interface Warning {
   step: OptionalStep
@@ -24,7 +27,26 @@ export interface Warning {
   message: string
 }
 
+const tracer = trace.getTracer('content-engine')
 const round = (ms: number) => Math.round(ms * 10) / 10
+
+/** Runs one step in its own span (the parent of its upstream calls), timed in ms and in the metric. */
+async function timed<T> (step: Step, run: () => Promise<T>): Promise<{ value: T, ms: number }> {
+  return tracer.startActiveSpan(`pipeline ${step}`, async (span) => {
+    const start = performance.now()
+    let outcome = 'ok'
+    try {
+      return { value: await run(), ms: round(performance.now() - start) }
+    } catch (error) {
+      outcome = 'error'
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof ServiceError ? error.code : 'error' })
+      throw error
+    } finally {
+      stepDuration.record((performance.now() - start) / 1000, { 'content_engine.step': step, 'content_engine.outcome': outcome })
+      span.end()
+    }
+  })
+}
 
 /**
  * draft ─┬─ image ───────────────────────┐
@@ -45,26 +67,28 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   const llm = { dispatcher: deps.dispatcher, target: deps.upstreams.llm, maxResponseBytes: deps.maxResponseBytes, signal }
   const language = { dispatcher: deps.dispatcher, target: deps.upstreams.language, maxResponseBytes: deps.maxResponseBytes, signal }
 
-  async function optional<T> (step: OptionalStep, run: () => Promise<T>) {
+  async function optional<T> (step: OptionalStep, run: () => Promise<T>): Promise<{ value: T | null, ms: number | null }> {
     const start = performance.now()
     try {
-      return { value: await run(), ms: round(performance.now() - start) }
+      return await timed(step, run)
     } catch (error) {
-      const ms = round(performance.now() - start)
-      if (!signal.aborted) warnings.push(toWarning(step, error))
-      return { value: null, ms }
+      if (!signal.aborted) {
+        const warning = toWarning(step, error)
+        warnings.push(warning)
+        stepWarnings.add(1, { 'content_engine.step': step, 'error.type': warning.code })
+      }
+      return { value: null, ms: round(performance.now() - start) }
     }
   }
 
   let image: Promise<{ value: { url: string } | null, ms: number | null }> = Promise.resolve({ value: null, ms: null })
   try {
-    const draftStart = performance.now()
-    const draft = await complete(llm, draftMessages(brief))
-    const draftMs = round(performance.now() - draftStart)
-    const document = { content: plainText(draft.content), language: brief.language }
+    const draft = await timed('draft', () => complete(llm, draftMessages(brief)))
+    const text = draft.value.content
+    const document = { content: plainText(text), language: brief.language }
 
     if (brief.image) {
-      const prompt = imagePrompt(brief, draftTitle(draft.content, brief))
+      const prompt = imagePrompt(brief, draftTitle(text, brief))
       image = optional('image', () => generateImage({ dispatcher: deps.dispatcher, target: deps.upstreams.image, signal }, prompt))
     }
     const [sentiment, keywords] = await Promise.all([
@@ -72,32 +96,31 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
       optional('keywords', () => extractKeywords(language, document, deps.keywordsMax))
     ])
 
-    const refineStart = performance.now()
-    const edit = await completeStructured(llm, editMessages({
+    const refine = await timed('refine', () => completeStructured(llm, editMessages({
       brief,
-      draft: draft.content,
+      draft: text,
       sentiment: sentiment.value && { score: sentiment.value.score, label: sentiment.value.label },
       keywords: [...brief.keywords, ...(keywords.value ?? []).map((keyword) => keyword.text)]
-    }), 'blog_post', editSchema)
-    const refineMs = round(performance.now() - refineStart)
+    }), 'blog_post', editSchema))
+    const edit = refine.value.value
     const hero = await image
 
     return {
       id: randomUUID(),
-      title: edit.value.title,
-      slug: slugify(edit.value.title),
-      metaDescription: edit.value.metaDescription,
-      body: edit.value.body,
-      image: hero.value && { url: hero.value.url, alt: edit.value.imageAlt },
+      title: edit.title,
+      slug: slugify(edit.title),
+      metaDescription: edit.metaDescription,
+      body: edit.body,
+      image: hero.value && { url: hero.value.url, alt: edit.imageAlt },
       sentiment: sentiment.value,
       keywords: keywords.value ?? [],
-      usage: addUsage(draft.usage, edit.usage),
+      usage: addUsage(draft.value.usage, refine.value.usage),
       timings: {
-        draftMs,
+        draftMs: draft.ms,
         imageMs: hero.ms,
         sentimentMs: sentiment.ms,
         keywordsMs: keywords.ms,
-        refineMs,
+        refineMs: refine.ms,
         totalMs: round(performance.now() - startedAt)
       },
       warnings

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { Agent, type Dispatcher } from 'undici'
+import { observeGauges } from '../telemetry/instruments.ts'
 
 export interface UpstreamPoolOptions {
   connections: number
@@ -44,12 +45,34 @@ async function upstreamPool (app: import('fastify').FastifyInstance, options: Up
 
   // Created once the app is ready and closed once in-flight requests have drained (onClose runs
   // after the server stopped accepting and its requests finished), per the design card.
+  let stopObserving: (() => void) | undefined
   app.addHook('onReady', async () => {
     dispatcher ??= createUpstreamAgent(options)
+    if (dispatcher instanceof Agent) stopObserving = observePool(dispatcher)
   })
   app.addHook('onClose', async () => {
+    stopObserving?.()
     if (owned && dispatcher !== undefined) await dispatcher.close()
   })
+}
+
+/** One gauge per figure of undici's pool stats, per upstream origin. */
+function observePool (agent: Agent) {
+  const names = {
+    connected: { name: 'content_engine.upstream.pool.connected', description: 'Open connections to the upstream origin.' },
+    free: { name: 'content_engine.upstream.pool.free', description: 'Open connections with no request on them.' },
+    pending: { name: 'content_engine.upstream.pool.pending', description: 'Requests waiting for a connection.' },
+    queued: { name: 'content_engine.upstream.pool.queued', description: 'Requests queued on connections, not yet sent.' },
+    running: { name: 'content_engine.upstream.pool.running', description: 'Requests in flight to the upstream origin.' }
+  }
+  return observeGauges(names, () => Object.entries(agent.stats).map(([origin, stats]) => {
+    const url = new URL(origin)
+    // With UPSTREAM_CONNECTIONS=1 undici uses a Client per origin, whose stats have no free or queued.
+    const values = 'free' in stats
+      ? { connected: stats.connected, free: stats.free, pending: stats.pending, queued: stats.queued, running: stats.running }
+      : { connected: Number(stats.connected), free: Number(stats.connected && stats.running === 0), pending: stats.pending, queued: stats.pending, running: stats.running }
+    return { attributes: { 'server.address': url.hostname, 'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)) }, values }
+  }))
 }
 
 export default fp(upstreamPool, { name: 'upstream-pool', fastify: '5.x' })

@@ -68,13 +68,13 @@ export async function postJson<T> (options: PostJsonOptions<T>): Promise<T> {
 }
 
 // Upstream URLs come from configuration, so this stays as small as the set of endpoints.
-const targets = new Map<string, { origin: string, path: string }>()
+const targets = new Map<string, { origin: string, path: string, hostname: string }>()
 
-function target (href: string) {
+export function target (href: string) {
   let found = targets.get(href)
   if (found === undefined) {
     const url = new URL(href)
-    found = { origin: url.origin, path: url.pathname + url.search }
+    found = { origin: url.origin, path: url.pathname + url.search, hostname: url.hostname }
     targets.set(href, found)
   }
   return found

@@ -1,7 +1,9 @@
 import type { Dispatcher } from 'undici'
 import { z } from 'zod'
 import type { UpstreamTarget } from '../config.ts'
-import { parseAnswer, postJson } from './http.ts'
+import { ServiceError } from '../errors.ts'
+import { genAiDuration, genAiTokens } from '../telemetry/instruments.ts'
+import { parseAnswer, postJson, target } from './http.ts'
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant'
@@ -32,17 +34,30 @@ const chatCompletion = z.object({
 })
 
 export async function complete (call: LlmCall, messages: ChatMessage[], extra: Record<string, unknown> = {}) {
-  const answer = await postJson({
-    dispatcher: call.dispatcher,
-    upstream: 'llm',
-    url: `${trimSlash(call.target.baseUrl)}/chat/completions`,
-    headers: call.target.apiKey === undefined ? {} : { authorization: `Bearer ${call.target.apiKey}` },
-    body: { model: call.target.model, messages, ...extra },
-    schema: chatCompletion,
-    maxResponseBytes: call.maxResponseBytes,
-    signal: call.signal
-  })
+  const url = `${trimSlash(call.target.baseUrl)}/chat/completions`
+  // GenAI semantic conventions; "openai" names the wire format, which every supported server speaks.
+  const attributes = { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'openai', 'gen_ai.request.model': call.target.model, 'server.address': target(url).hostname }
+  const start = performance.now()
+  let answer: z.output<typeof chatCompletion>
+  try {
+    answer = await postJson({
+      dispatcher: call.dispatcher,
+      upstream: 'llm',
+      url,
+      headers: call.target.apiKey === undefined ? {} : { authorization: `Bearer ${call.target.apiKey}` },
+      body: { model: call.target.model, messages, ...extra },
+      schema: chatCompletion,
+      maxResponseBytes: call.maxResponseBytes,
+      signal: call.signal
+    })
+  } catch (error) {
+    genAiDuration.record((performance.now() - start) / 1000, { ...attributes, 'error.type': error instanceof ServiceError ? error.code : 'aborted' })
+    throw error
+  }
+  genAiDuration.record((performance.now() - start) / 1000, attributes)
   const { usage } = answer
+  genAiTokens.record(usage.prompt_tokens, { ...attributes, 'gen_ai.token.type': 'input' })
+  genAiTokens.record(usage.completion_tokens, { ...attributes, 'gen_ai.token.type': 'output' })
   return {
     // The schema guarantees one choice; the non-null assertion is checked by zod above.
     content: answer.choices[0]!.message.content,

@@ -100,22 +100,25 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     })
 
     try {
+      // Latency is the time from the request's arrival to the answer, as a caller sees a real
+      // provider's: the simulator's own work is part of it, not added on top.
+      const deadline = record.startedAt + delayFor(latency[endpoint])
       const body = await readJson(req)
       if (endpoint === 'llm') record.kind = llmKind(body)
       const headerFault = req.headers['x-sim-fault']
       let fault = typeof headerFault === 'string' ? parseFault(headerFault) : faults[endpoint] ?? {}
       if (fault.kind !== undefined && fault.kind !== record.kind) fault = {}
-      const wait = delayFor(latency[endpoint]) + (fault.delayMs ?? 0)
+      const answer = fault.status === undefined ? answerFor(endpoint, body, req) : undefined
+      const wait = deadline - performance.now() + (fault.delayMs ?? 0)
       if (wait > 0) await sleep(wait, undefined, { signal: controller.signal })
       if (fault.hang) return
       if (fault.reset === 'headers') {
         req.socket.destroy()
         return
       }
-      if (fault.status !== undefined) return sendProviderError(res, endpoint, fault.status, 'injected fault', fault.retryAfter)
+      if (fault.status !== undefined || answer === undefined) return sendProviderError(res, endpoint, fault.status ?? 500, 'injected fault', fault.retryAfter)
       if (fault.malformed) return sendRaw(res, 200, '{"choices": [{"message": {"content": "trunc')
       if (fault.oversizeBytes !== undefined) return sendOversize(res, fault.oversizeBytes)
-      const answer = answerFor(endpoint, body, req)
       if (fault.wrongShape) return send(res, 200, wrongShape(answer))
       if (fault.reset === 'body' || fault.hangBody) return sendHalf(res, JSON.stringify(answer), fault.reset === 'body')
       send(res, 200, answer)

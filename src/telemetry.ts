@@ -1,0 +1,13 @@
+// Preloaded with `node --import` before anything else loads, so the instrumentations are in place
+// when fastify, http and undici are first imported. App code never imports this file.
+import { ConfigError, loadTelemetryConfig } from './config.ts'
+import { startTelemetry } from './telemetry/sdk.ts'
+
+try {
+  const config = loadTelemetryConfig(process.env)
+  if (!config.disabled) startTelemetry(config)
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error
+  console.error(error.message)
+  process.exit(1)
+}

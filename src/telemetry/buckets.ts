@@ -1,0 +1,5 @@
+// LLM calls take tens of seconds; OpenTelemetry's default buckets stop at 10 s.
+export const DURATION_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300]
+
+// The boundaries the GenAI semantic conventions recommend for token counts.
+export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304]

@@ -1,0 +1,49 @@
+// The metrics the code itself produces, through the OpenTelemetry API only: without the preloaded
+// SDK these are no-ops, so tests and tools that build the app pay nothing for them.
+// The metrics API has no proxy: getMeter() before the SDK starts returns a no-op meter for good.
+// So the preload (src/telemetry/sdk.ts) must never import this module, directly or not.
+import { metrics, ValueType, type Attributes } from '@opentelemetry/api'
+import { DURATION_BUCKETS_S, TOKEN_BUCKETS } from './buckets.ts'
+
+const meter = metrics.getMeter('content-engine')
+
+export const stepDuration = meter.createHistogram('content_engine.pipeline.step.duration', {
+  description: 'Duration of each pipeline step.',
+  unit: 's',
+  advice: { explicitBucketBoundaries: DURATION_BUCKETS_S }
+})
+
+export const stepWarnings = meter.createCounter('content_engine.pipeline.warnings', {
+  description: 'Optional steps that failed and became a warning in the response.',
+  valueType: ValueType.INT
+})
+
+// gen_ai.* follow the GenAI semantic conventions.
+export const genAiDuration = meter.createHistogram('gen_ai.client.operation.duration', {
+  description: 'GenAI operation duration.',
+  unit: 's',
+  advice: { explicitBucketBoundaries: DURATION_BUCKETS_S }
+})
+
+export const genAiTokens = meter.createHistogram('gen_ai.client.token.usage', {
+  description: 'Tokens used per GenAI operation.',
+  unit: '{token}',
+  valueType: ValueType.INT,
+  advice: { explicitBucketBoundaries: TOKEN_BUCKETS }
+})
+
+/** Observes a value per attribute set on every collection, until the returned function is called. */
+export function observeGauges (names: Record<string, { name: string, description: string }>, read: () => Array<{ attributes: Attributes, values: Record<string, number> }>) {
+  const gauges = Object.entries(names).map(([key, { name, description }]) => [key, meter.createObservableGauge(name, { description, valueType: ValueType.INT })] as const)
+  const callback = (result: import('@opentelemetry/api').BatchObservableResult) => {
+    for (const { attributes, values } of read()) {
+      for (const [key, gauge] of gauges) {
+        const value = values[key]
+        if (value !== undefined) result.observe(gauge, value, attributes)
+      }
+    }
+  }
+  const observables = gauges.map(([, gauge]) => gauge)
+  meter.addBatchObservableCallback(callback, observables)
+  return () => meter.removeBatchObservableCallback(callback, observables)
+}

@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
+import { FastifyOtelInstrumentation } from '@fastify/otel'
+import { metrics, ValueType } from '@opentelemetry/api'
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus'
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http'
+import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node'
+import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici'
+import { gcpDetector } from '@opentelemetry/resource-detector-gcp'
+import { resourceFromAttributes } from '@opentelemetry/resources'
+import { AggregationType, InstrumentType } from '@opentelemetry/sdk-metrics'
+import { NodeSDK } from '@opentelemetry/sdk-node'
+import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
+import type { TelemetryConfig } from '../config.ts'
+import { onShutdown } from '../lifecycle.ts'
+import { DURATION_BUCKETS_S } from './buckets.ts'
+
+// Requests the service does not answer itself: the metrics endpoint, and the provider routes of
+// the simulator, which `npm start` runs in the same process.
+const NOT_OURS = /^\/(?:v1\/|__sim\/)/
+
+export interface TelemetryOverrides {
+  /** Replaces the OTLP exporter (tests capture spans in memory). */
+  spanProcessors?: SpanProcessor[]
+}
+
+function serviceVersion () {
+  // src/ and dist/ both sit one level below package.json.
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return version
+}
+
+export function startTelemetry (config: TelemetryConfig, overrides: TelemetryOverrides = {}) {
+  const prometheus = new PrometheusExporter({ host: config.metricsHost, port: config.metricsPort })
+  const spanProcessors = overrides.spanProcessors ??
+    (config.otlpEndpoint === undefined ? [] : [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })])
+
+  const sdk = new NodeSDK({
+    // service.instance.id must differ per instance, or Prometheus series from instances collide.
+    resource: resourceFromAttributes({
+      'service.name': 'content-engine',
+      'service.version': serviceVersion(),
+      'service.instance.id': randomUUID()
+    }),
+    autoDetectResources: true,
+    // The GCP detector asks the metadata server, which exists only on Google Cloud.
+    resourceDetectors: config.onGoogleCloud ? [gcpDetector] : [],
+    metricReaders: [prometheus],
+    views: [{
+      instrumentType: InstrumentType.HISTOGRAM,
+      instrumentUnit: 's',
+      aggregation: { type: AggregationType.EXPLICIT_BUCKET_HISTOGRAM, options: { boundaries: DURATION_BUCKETS_S } }
+    }],
+    // With no processor the SDK registers no tracer provider: nothing is recorded or exported,
+    // but an incoming traceparent still propagates to every upstream.
+    spanProcessors,
+    logRecordProcessors: [],
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.traceSampleRatio) }),
+    instrumentations: [
+      new HttpInstrumentation({
+        disableOutgoingRequestInstrumentation: true,
+        ignoreIncomingRequestHook: (request: IncomingMessage) =>
+          request.socket.localPort === config.metricsPort || NOT_OURS.test(request.url ?? '')
+      }),
+      new UndiciInstrumentation(),
+      new FastifyOtelInstrumentation({ registerOnInitialization: true }),
+      new RuntimeNodeInstrumentation({ monitoringPrecision: 10 })
+    ]
+  })
+  sdk.start()
+  observeProcess()
+  onShutdown(() => sdk.shutdown())
+  return sdk
+}
+
+function observeProcess () {
+  const meter = metrics.getMeter('content-engine.process')
+  const rss = meter.createObservableGauge('process.memory.usage', { unit: 'By', description: 'Resident set size.', valueType: ValueType.INT })
+  const memory = meter.createObservableGauge('nodejs.memory.usage', { unit: 'By', description: 'V8 heap and off-heap memory, by type.', valueType: ValueType.INT })
+  const fds = meter.createObservableGauge('process.unix.file_descriptor.count', { unit: '{file_descriptor}', description: 'Open file descriptors.', valueType: ValueType.INT })
+  meter.addBatchObservableCallback((result) => {
+    const usage = process.memoryUsage()
+    result.observe(rss, usage.rss)
+    result.observe(memory, usage.heapUsed, { 'nodejs.memory.type': 'heap_used' })
+    result.observe(memory, usage.heapTotal, { 'nodejs.memory.type': 'heap_total' })
+    result.observe(memory, usage.external, { 'nodejs.memory.type': 'external' })
+    result.observe(memory, usage.arrayBuffers, { 'nodejs.memory.type': 'array_buffers' })
+    try {
+      // One descriptor is the directory being read.
+      result.observe(fds, readdirSync('/proc/self/fd').length - 1)
+    } catch {}
+  }, [rss, memory, fds])
+}

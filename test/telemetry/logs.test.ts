@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { request } from 'undici'
+import { startSimulator } from '../../src/simulator/server.ts'
+import { GOOD_BRIEF } from '../helper.ts'
+import { freePort, liveEnv, PRODUCTION_ARGS, startServerProcess } from '../spawn.ts'
+
+test('logs are Cloud Logging JSON with an httpRequest access line, and no configured or sent secret appears in stdout or stderr', async (t) => {
+  const simulator = await startSimulator({ faults: { sentiment: { status: 503 } } })
+  t.after(() => simulator.close())
+  const env = { ...liveEnv(simulator.origin), METRICS_PORT: String(await freePort()), LOG_LEVEL: 'debug', LOG_REDACT_HEADERS: 'x-caller-token' }
+  const server = startServerProcess(t, { args: PRODUCTION_ARGS, env })
+  const origin = await server.listening
+
+  const response = await request(`${origin}/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer caller-SECRET-a1b2', 'x-caller-token': 'caller-SECRET-c3d4', 'user-agent': 'logs-test' },
+    body: JSON.stringify(GOOD_BRIEF)
+  })
+  assert.equal(response.statusCode, 200)
+  await response.body.dump()
+  const failing = await request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"topic":' })
+  await failing.body.dump()
+  process.kill(server.child.pid!, 'SIGTERM')
+  await server.exited
+
+  const { stdout, stderr } = server.output()
+  const lines = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line))
+  for (const line of lines) {
+    assert.ok(['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'].includes(line.severity), `severity on ${JSON.stringify(line)}`)
+    assert.equal(typeof line.message, 'string')
+    assert.equal('level' in line || 'msg' in line, false)
+  }
+  const access = lines.find((line) => line.httpRequest?.requestUrl === '/generate' && line.httpRequest.status === 200)
+  assert.deepEqual(Object.keys(access.httpRequest).sort(), ['latency', 'protocol', 'remoteIp', 'requestMethod', 'requestUrl', 'responseSize', 'status', 'userAgent'])
+  assert.match(access.httpRequest.latency, /^\d+\.\d{3}s$/)
+  assert.equal(access.httpRequest.userAgent, 'logs-test')
+
+  const secrets = [env.LLM_API_KEY, env.IMAGE_API_KEY, env.LANGUAGE_API_KEY, 'caller-SECRET-a1b2', 'caller-SECRET-c3d4']
+  for (const secret of secrets) {
+    assert.equal(stdout.includes(secret) || stderr.includes(secret), false, `${secret} is not in the output`)
+  }
+  assert.equal(stdout.includes(GOOD_BRIEF.topic), false, 'no prompt or generated text in the logs by default')
+})

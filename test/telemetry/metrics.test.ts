@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test } from 'node:test'
+import parse, { type Family } from 'parse-prometheus-text-format'
+import { request } from 'undici'
+import { startSimulator } from '../../src/simulator/server.ts'
+import { GOOD_BRIEF } from '../helper.ts'
+import { freePort, liveEnv, PRODUCTION_ARGS, startServerProcess } from '../spawn.ts'
+
+const REQUESTS = 5
+const CONNECTIONS = 4
+// Labels Google Cloud Managed Service for Prometheus reserves for itself.
+const RESERVED = ['location', 'cluster', 'namespace', 'job', 'instance', 'project_id']
+
+const sum = (family: Family | undefined, filter: (labels: Record<string, string>) => boolean = () => true) =>
+  (family?.metrics ?? []).filter((m) => filter(m.labels ?? {})).reduce((total, m) => total + Number(m.value ?? 0), 0)
+
+/**
+ * Reads the exposition with parse-prometheus-text-format, which throws on malformed lines. Its
+ * histogram grouping drops labels (flattenMetrics keeps one unlabelled object per family), so the
+ * series of each histogram are read a second time as untyped samples: x_count, x_sum, x_bucket.
+ */
+function readExposition (text: string) {
+  const types = new Map(parse(text).map((family) => [family.name, family.type]))
+  // Each labelled series comes out as its own x_count, x_sum and x_bucket families: merge them by name.
+  const series = new Map<string, Family>()
+  for (const family of parse(text.replace(/^# TYPE (\S+) histogram$/gm, '# TYPE $1 untyped'))) {
+    const known = series.get(family.name)
+    if (known === undefined) series.set(family.name, { ...family, metrics: [...family.metrics] })
+    else known.metrics.push(...family.metrics)
+  }
+  for (const [name, family] of series) {
+    if (!name.endsWith('_bucket')) continue
+    const count = series.get(name.replace(/_bucket$/, '_count'))
+    for (const total of count?.metrics ?? []) {
+      const infinity = family.metrics.find((bucket) => bucket.labels?.le === '+Inf' &&
+        Object.entries(total.labels ?? {}).every(([key, value]) => bucket.labels?.[key] === value))
+      assert.equal(infinity?.value, total.value, `${name}: the +Inf bucket equals _count`)
+    }
+  }
+  return { types, series }
+}
+
+test('the production start exposes every metric family on METRICS_PORT, with counts matching the requests made', async (t) => {
+  const simulator = await startSimulator({ faults: { image: { status: 500 } } })
+  t.after(() => simulator.close())
+  const metricsPort = await freePort()
+  const server = startServerProcess(t, {
+    args: PRODUCTION_ARGS,
+    env: { ...liveEnv(simulator.origin), METRICS_PORT: String(metricsPort), UPSTREAM_CONNECTIONS: String(CONNECTIONS) }
+  })
+  const origin = await server.listening
+
+  for (let i = 0; i < REQUESTS; i++) {
+    const response = await request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(GOOD_BRIEF) })
+    assert.equal(response.statusCode, 200)
+    await response.body.dump()
+  }
+  const bad = await request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+  await bad.body.dump()
+  const publicMetrics = await request(`${origin}/metrics`)
+  assert.equal(publicMetrics.statusCode, 404, 'metrics are never on the public port')
+  await publicMetrics.body.dump()
+  await sleep(100)
+
+  const scrape = await request(`http://127.0.0.1:${metricsPort}/metrics`)
+  const text = await scrape.body.text()
+  const { types, series: families } = readExposition(text)
+  const family = (name: string) => {
+    assert.ok(families.has(name), `${name} is exported`)
+    return families.get(name)!
+  }
+  for (const histogram of ['http_server_request_duration', 'http_client_request_duration', 'gen_ai_client_operation_duration', 'gen_ai_client_token_usage', 'content_engine_pipeline_step_duration']) {
+    assert.equal(types.get(histogram), 'HISTOGRAM', histogram)
+  }
+
+  const server_ = family('http_server_request_duration_count')
+  assert.equal(sum(server_, (l) => l.http_route === '/generate' && l.http_response_status_code === '200'), REQUESTS)
+  assert.equal(sum(server_, (l) => l.http_route === '/generate' && l.http_response_status_code === '400'), 1)
+  assert.ok(family('http_server_request_duration_bucket').metrics.some((m) => m.labels?.le === '120'), 'buckets reach 120 s')
+
+  const client = family('http_client_request_duration_count')
+  assert.equal(sum(client, (l) => l.server_address === '127.0.0.1'), REQUESTS * 5)
+  assert.equal(sum(family('gen_ai_client_operation_duration_count'), (l) => l.gen_ai_operation_name === 'chat'), REQUESTS * 2)
+  assert.equal(sum(family('gen_ai_client_token_usage_count'), (l) => l.gen_ai_token_type === 'output'), REQUESTS * 2)
+  const steps = family('content_engine_pipeline_step_duration_count')
+  for (const step of ['draft', 'sentiment', 'keywords', 'refine']) assert.equal(sum(steps, (l) => l.content_engine_step === step && l.content_engine_outcome === 'ok'), REQUESTS, step)
+  assert.equal(sum(steps, (l) => l.content_engine_step === 'image' && l.content_engine_outcome === 'error'), REQUESTS)
+  assert.equal(sum(family('content_engine_pipeline_warnings_total'), (l) => l.content_engine_step === 'image' && l.error_type === 'upstream_error'), REQUESTS)
+
+  for (const state of ['connected', 'free', 'pending', 'queued', 'running']) {
+    const gauge = family(`content_engine_upstream_pool_${state}`)
+    for (const sample of gauge.metrics) {
+      const value = Number(sample.value)
+      assert.ok(value >= 0 && value <= CONNECTIONS, `${state} ${value} within 0..${CONNECTIONS}`)
+    }
+  }
+  assert.ok(Number(family('content_engine_upstream_pool_connected').metrics[0]?.value) >= 1)
+
+  assert.ok(Number(family('process_memory_usage').metrics[0]?.value) > 0)
+  assert.deepEqual(family('nodejs_memory_usage').metrics.map((m) => m.labels?.nodejs_memory_type).sort(), ['array_buffers', 'external', 'heap_total', 'heap_used'])
+  assert.ok(family('nodejs_memory_usage').metrics.every((m) => Number(m.value) > 0))
+  assert.ok(Number(family('process_unix_file_descriptor_count').metrics[0]?.value) > 0)
+  assert.ok(Number(family('nodejs_eventloop_delay_p99').metrics[0]?.value) > 0)
+  const utilisation = Number(family('nodejs_eventloop_utilization').metrics[0]?.value)
+  assert.ok(utilisation > 0 && utilisation <= 1)
+
+  for (const [name, { metrics }] of families) {
+    for (const { labels = {} } of metrics) {
+      for (const label of RESERVED) assert.ok(!(label in labels), `${name} carries no reserved label ${label}`)
+    }
+  }
+})
