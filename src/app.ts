@@ -4,8 +4,10 @@ import Fastify, { LogController } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { Config, Upstreams } from './config.ts'
 import { loggerOptions } from './logger.ts'
+import { createTokenSource } from './providers/google-token.ts'
 import accessLog from './plugins/access-log.ts'
 import errorResponses from './plugins/error-responses.ts'
+import inFlight from './plugins/in-flight.ts'
 import upstreamPool from './plugins/upstream-pool.ts'
 import { zodValidatorCompiler } from './plugins/zod-validation.ts'
 import generateRoutes from './routes/generate.ts'
@@ -33,6 +35,9 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
     logger: loggerOptions({ level: config.logLevel, ...config.log, pretty: prettyLogs }),
     bodyLimit: config.bodyLimitBytes,
     genReqId: requestId,
+    trustProxy: config.trustProxy,
+    // plugins/in-flight.ts answers 503 itself while closing, in the documented error shape.
+    return503OnClosing: false,
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true })
   })
   app.setValidatorCompiler(zodValidatorCompiler)
@@ -45,11 +50,15 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
   await app.register(accessLog)
   await app.register(errorResponses)
   await app.register(upstreamPool, { ...config.pool, dispatcher })
+  await app.register(inFlight)
   await app.register(healthRoutes)
+  const { metadataHost } = upstreams
   await app.register(generateRoutes, {
     upstreams,
     keywordsMax: config.keywordsMax,
-    maxResponseBytes: config.pool.maxResponseBytes
+    maxResponseBytes: config.pool.maxResponseBytes,
+    requestTimeoutMs: config.requestTimeoutMs,
+    token: metadataHost === undefined ? undefined : createTokenSource({ dispatcher: () => app.upstream, metadataHost })
   })
   return app
 }

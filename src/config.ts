@@ -4,20 +4,39 @@ const MS = z.coerce.number().int().positive()
 const optionalText = z.string().trim().min(1).optional()
 const optionalUrl = z.url({ protocol: /^https?$/ }).optional()
 
-const LIVE_REQUIRED = [
-  'LLM_BASE_URL', 'LLM_API_KEY', 'LLM_MODEL',
-  'IMAGE_BASE_URL', 'IMAGE_API_KEY', 'IMAGE_MODEL',
-  'LANGUAGE_API_KEY'
-] as const
+const LIVE_REQUIRED = ['LLM_BASE_URL', 'LLM_MODEL', 'IMAGE_BASE_URL', 'IMAGE_API_KEY', 'IMAGE_MODEL'] as const
 
 // Base URLs only make sense against real providers; setting one while the simulator is in use
 // is almost always a forgotten PROVIDERS=live, so it is refused rather than silently ignored.
-const LIVE_ONLY = ['LLM_BASE_URL', 'IMAGE_BASE_URL', 'LANGUAGE_BASE_URL'] as const
+const LIVE_ONLY = ['LLM_BASE_URL', 'IMAGE_BASE_URL', 'LANGUAGE_BASE_URL', 'STORAGE_BASE_URL'] as const
+
+// aiplatform.googleapis.com and its regional hosts, such as europe-west1-aiplatform.googleapis.com.
+const VERTEX_AI = /(^|[.-])aiplatform\.googleapis\.com$/
+
+/** On Cloud Run (K_SERVICE) or with an explicit metadata server, Google credentials come from it. */
+function onGoogleCloud (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined }) {
+  return env.K_SERVICE !== undefined || env.GCE_METADATA_HOST !== undefined
+}
+
+/** The live-mode variables that must be set, given where the service runs and what it calls. */
+export function requiredLiveVariables (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined, LLM_BASE_URL?: string | undefined }) {
+  const google = onGoogleCloud(env)
+  const vertex = env.LLM_BASE_URL !== undefined && URL.canParse(env.LLM_BASE_URL) && VERTEX_AI.test(new URL(env.LLM_BASE_URL).hostname)
+  return [
+    ...LIVE_REQUIRED,
+    // Without a key, Natural Language and Vertex AI take the service account's token instead.
+    ...(google && vertex ? [] : ['LLM_API_KEY'] as const),
+    ...(google ? [] : ['LANGUAGE_API_KEY'] as const)
+  ]
+}
 
 const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   PROVIDERS: z.enum(['simulator', 'live']).default('simulator'),
+  // Behind Cloud Run's front end, X-Forwarded-For carries the caller's address.
+  TRUST_PROXY: z.stringbool().default(false),
+  REQUEST_TIMEOUT_MS: MS.default(60_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
 
@@ -32,6 +51,11 @@ const envSchema = z.object({
   LANGUAGE_BASE_URL: optionalUrl,
   LANGUAGE_API_KEY: optionalText,
   KEYWORDS_MAX: z.coerce.number().int().min(1).max(50).default(8),
+  IMAGE_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/, 'expected a Cloud Storage bucket name').optional(),
+  STORAGE_BASE_URL: optionalUrl,
+  // host[:port], as Google's own client libraries read it.
+  GCE_METADATA_HOST: z.string().regex(/^[\w.-]+(:\d{1,5})?$/, 'expected host or host:port').optional(),
+  K_SERVICE: optionalText,
 
   UPSTREAM_CONNECTIONS: z.coerce.number().int().min(1).max(4096).default(64),
   UPSTREAM_CONNECT_TIMEOUT_MS: MS.default(5_000),
@@ -48,8 +72,11 @@ const envSchema = z.object({
   SIMULATOR_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0)
 }).superRefine((env, ctx) => {
   if (env.PROVIDERS === 'live') {
-    for (const name of LIVE_REQUIRED) {
+    for (const name of requiredLiveVariables(env)) {
       if (env[name] === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'required when PROVIDERS=live' })
+    }
+    if (env.IMAGE_BUCKET !== undefined && !onGoogleCloud(env)) {
+      ctx.addIssue({ code: 'custom', path: ['IMAGE_BUCKET'], message: 'needs Google credentials: run on Cloud Run or set GCE_METADATA_HOST' })
     }
     return
   }
@@ -72,6 +99,10 @@ export interface Upstreams {
   readonly llm: UpstreamTarget
   readonly image: UpstreamTarget & { readonly size: string, readonly maxBytes: number }
   readonly language: Omit<UpstreamTarget, 'model'>
+  /** Where base64 images are uploaded, when IMAGE_BUCKET is set. */
+  readonly storage: { readonly baseUrl: string, readonly bucket: string } | undefined
+  /** The metadata server that issues the service account's tokens, on Google Cloud. */
+  readonly metadataHost: string | undefined
 }
 
 export class ConfigError extends Error {
@@ -95,6 +126,8 @@ function toConfig (env: Env) {
   return {
     port: env.PORT,
     host: env.HOST,
+    trustProxy: env.TRUST_PROXY,
+    requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
     providers: env.PROVIDERS,
     logLevel: env.LOG_LEVEL,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
@@ -112,7 +145,7 @@ function toConfig (env: Env) {
     simulator: { port: env.SIMULATOR_PORT, latencyMs: env.SIMULATOR_LATENCY_MS },
     // Undefined base URLs mean "the simulator": server.ts fills them in with simulatorUpstreams().
     upstreams: env.PROVIDERS === 'live' ? liveUpstreams(env) : undefined,
-    image: { size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES, model: env.IMAGE_MODEL },
+    image: { size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES, model: env.IMAGE_MODEL, bucket: env.IMAGE_BUCKET },
     llm: { model: env.LLM_MODEL }
   }
 }
@@ -122,7 +155,9 @@ function liveUpstreams (env: Env): Upstreams {
   return {
     llm: { baseUrl: env.LLM_BASE_URL!, apiKey: env.LLM_API_KEY, model: env.LLM_MODEL! },
     image: { baseUrl: env.IMAGE_BASE_URL!, apiKey: env.IMAGE_API_KEY, model: env.IMAGE_MODEL!, size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES },
-    language: { baseUrl: env.LANGUAGE_BASE_URL ?? 'https://language.googleapis.com', apiKey: env.LANGUAGE_API_KEY }
+    language: { baseUrl: env.LANGUAGE_BASE_URL ?? 'https://language.googleapis.com', apiKey: env.LANGUAGE_API_KEY },
+    storage: env.IMAGE_BUCKET === undefined ? undefined : { baseUrl: env.STORAGE_BASE_URL ?? 'https://storage.googleapis.com', bucket: env.IMAGE_BUCKET },
+    metadataHost: onGoogleCloud(env) ? env.GCE_METADATA_HOST ?? 'metadata.google.internal' : undefined
   }
 }
 
@@ -131,7 +166,10 @@ export function simulatorUpstreams (config: Config, origin: string): Upstreams {
   return deepFreeze({
     llm: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.llm.model ?? 'simulator-llm' },
     image: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.image.model ?? 'simulator-image', size: config.image.size, maxBytes: config.image.maxBytes },
-    language: { baseUrl: origin, apiKey: undefined }
+    language: { baseUrl: origin, apiKey: undefined },
+    // The simulator also plays the metadata server and Cloud Storage, so those paths run locally too.
+    storage: config.image.bucket === undefined ? undefined : { baseUrl: origin, bucket: config.image.bucket },
+    metadataHost: new URL(origin).host
   })
 }
 
@@ -170,3 +208,6 @@ function deepFreeze<T> (value: T): T {
   }
   return value
 }
+
+/** Every variable the service reads, for the manifest checks. */
+export const ENV_NAMES: readonly string[] = [...Object.keys(envSchema.shape), ...Object.keys(telemetrySchema.shape)]

@@ -12,6 +12,7 @@ export const catalogue = {
   upstream_unavailable: { status: 502, message: 'An upstream could not be reached.' },
   upstream_bad_response: { status: 502, message: 'An upstream answered with something we could not use.' },
   upstream_response_too_large: { status: 502, message: 'An upstream answer exceeded the size limit.' },
+  shutting_down: { status: 503, message: 'This instance is shutting down; retry the request.' },
   upstream_timeout: { status: 504, message: 'An upstream did not answer in time.' }
 } as const satisfies Record<string, { status: number, message: string }>
 
@@ -27,12 +28,15 @@ export class ServiceError extends Error {
   readonly code: ErrorCode
   readonly statusCode: number
   readonly details: unknown
+  /** Response headers the answer must carry, such as Retry-After. */
+  readonly headers: Record<string, string>
 
-  constructor (code: ErrorCode, options: { message?: string, details?: unknown, cause?: unknown } = {}) {
+  constructor (code: ErrorCode, options: { message?: string, details?: unknown, cause?: unknown, headers?: Record<string, string> } = {}) {
     super(options.message ?? catalogue[code].message, { cause: options.cause })
     this.code = code
     this.statusCode = catalogue[code].status
     this.details = options.details
+    this.headers = options.headers ?? {}
   }
 }
 

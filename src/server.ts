@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig, simulatorUpstreams, type Config } from './config.ts'
@@ -11,7 +12,9 @@ async function start (config: Config) {
     const latency = { fixedMs: config.simulator.latencyMs, jitterMs: config.simulator.latencyMs / 10 }
     simulator = await startSimulator({
       port: config.simulator.port,
-      latency: { llm: latency, image: latency, sentiment: latency, entities: latency }
+      latency: { llm: latency, image: latency, sentiment: latency, entities: latency },
+      // With a bucket, answer in base64 as current image models do, so the upload path runs.
+      imageFormat: config.image.bucket === undefined ? 'url' : 'b64'
     })
     upstreams = simulatorUpstreams(config, simulator.origin)
   }
@@ -23,11 +26,20 @@ async function start (config: Config) {
       'Set PROVIDERS=live with LLM_*, IMAGE_* and LANGUAGE_* variables to use real providers (see .env.example).')
   }
 
-  // close-with-grace: a second signal, or the grace period running out, exits at once.
-  closeWithGrace({ delay: config.shutdownGraceMs, logger: app.log }, async ({ signal, err }) => {
+  // Cloud Run sends SIGTERM and kills the container 10 s later. In-flight requests get
+  // SHUTDOWN_GRACE_MS to finish; then their upstream calls are aborted (each answers 503), the pool
+  // closes and telemetry flushes. close-with-grace exits 1 at once on a second signal, or if all
+  // of that has not finished 1.5 s after the grace period.
+  closeWithGrace({ delay: config.shutdownGraceMs + 1_500, logger: app.log }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an uncaught error')
-    else app.log.info({ signal }, 'shutting down')
-    await app.close()
+    else app.log.info({ signal, inFlight: app.inFlight.size }, 'shutting down')
+    const closed = app.close()
+    const drained = await Promise.race([closed.then(() => true), sleep(config.shutdownGraceMs, false, { ref: false })])
+    if (!drained) {
+      app.log.warn({ inFlight: app.inFlight.size }, 'grace period over: aborting in-flight requests')
+      app.inFlight.abortAll()
+    }
+    await closed
     await simulator?.close()
     // Telemetry flushes last, so it still sees the requests that drained during app.close().
     await runShutdownHooks()

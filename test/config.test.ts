@@ -71,3 +71,21 @@ test('simulatorUpstreams points every provider at the one simulator origin', () 
   assert.equal(upstreams.image.baseUrl, 'http://127.0.0.1:4010/v1')
   assert.equal(upstreams.language.baseUrl, 'http://127.0.0.1:4010')
 })
+
+test('on Cloud Run, Natural Language and Vertex AI need no key: the service account token stands in', () => {
+  const { LANGUAGE_API_KEY, LLM_API_KEY, ...rest } = LIVE
+  assert.throws(() => loadConfig(rest), /required when PROVIDERS=live\s+→ at LANGUAGE_API_KEY/)
+  const onCloudRun = loadConfig({ ...rest, LLM_API_KEY, K_SERVICE: 'content-engine' })
+  assert.equal(onCloudRun.upstreams?.language.apiKey, undefined)
+  assert.equal(onCloudRun.upstreams?.metadataHost, 'metadata.google.internal')
+  const vertex = 'https://europe-west1-aiplatform.googleapis.com/v1/projects/p/locations/europe-west1/endpoints/openapi'
+  assert.equal(loadConfig({ ...rest, K_SERVICE: 'content-engine', LLM_BASE_URL: vertex }).upstreams?.llm.apiKey, undefined)
+  assert.throws(() => loadConfig({ ...rest, K_SERVICE: 'content-engine' }), /→ at LLM_API_KEY/, 'a non-Vertex LLM still needs its key')
+})
+
+test('IMAGE_BUCKET needs Google credentials, and the metadata host can be pointed elsewhere as Google libraries allow', () => {
+  assert.throws(() => loadConfig({ ...LIVE, IMAGE_BUCKET: 'posts' }), /needs Google credentials[\s\S]*→ at IMAGE_BUCKET/)
+  const config = loadConfig({ ...LIVE, IMAGE_BUCKET: 'posts', GCE_METADATA_HOST: '127.0.0.1:8999' })
+  assert.deepEqual(config.upstreams?.storage, { baseUrl: 'https://storage.googleapis.com', bucket: 'posts' })
+  assert.equal(config.upstreams?.metadataHost, '127.0.0.1:8999')
+})

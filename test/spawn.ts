@@ -13,12 +13,13 @@ export interface StartOptions {
   env?: Record<string, string>
   /** Extra pipe on fd 3, for preloads that report to the test. */
   fd3?: boolean
+  cwd?: string
 }
 
 /** Starts the service as a real process from the repository root; killed by PID when the test ends. */
-export function startServerProcess (t: TestContext, { args = ['src/server.ts'], env = {}, fd3 = false }: StartOptions = {}) {
+export function startServerProcess (t: TestContext, { args = ['src/server.ts'], env = {}, fd3 = false, cwd = ROOT }: StartOptions = {}) {
   const child = spawn(process.execPath, args, {
-    cwd: ROOT,
+    cwd,
     env: { PATH: process.env.PATH, PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe', fd3 ? 'pipe' : 'ignore']
   })

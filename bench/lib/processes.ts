@@ -18,7 +18,7 @@ export interface Started {
  * Spawns `node ...args` from the repository root and waits for the line naming its origin.
  * Every process started here is stopped by PID: by stop(), or on exit of the bench itself.
  */
-export async function startProcess (args: string[], env: Record<string, string>, originPattern: RegExp): Promise<Started> {
+export async function startProcess (args: string[], env: Record<string, string>, originPattern: RegExp, waitForOrigin = true): Promise<Started> {
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
@@ -34,21 +34,27 @@ export async function startProcess (args: string[], env: Record<string, string>,
 
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr = (stderr + chunk).slice(-4000) })
-  const origin = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: no origin in 15 s\n${stderr}`)), 15_000)
-    const lines = createInterface({ input: child.stdout! })
-    lines.on('line', (line) => {
-      const match = originPattern.exec(line)
-      if (match !== null) {
-        clearTimeout(timer)
-        resolve(match[1]!)
-        // Keep draining stdout (the service logs every request) without splitting it into lines.
-        lines.close()
-        child.stdout!.resume()
-      }
+  // The cold-start bench times readiness itself, from outside: it starts polling at once.
+  let origin = ''
+  if (waitForOrigin) {
+    origin = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: no origin in 15 s\n${stderr}`)), 15_000)
+      const lines = createInterface({ input: child.stdout! })
+      lines.on('line', (line) => {
+        const match = originPattern.exec(line)
+        if (match !== null) {
+          clearTimeout(timer)
+          resolve(match[1]!)
+          // Keep draining stdout (the service logs every request) without splitting it into lines.
+          lines.close()
+          child.stdout!.resume()
+        }
+      })
+      child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args.join(' ')} exited ${code} before listening\n${stderr}`)) })
     })
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args.join(' ')} exited ${code} before listening\n${stderr}`)) })
-  })
+  } else {
+    child.stdout!.resume()
+  }
 
   return {
     child,

@@ -3,9 +3,11 @@ import { SpanStatusCode, trace } from '@opentelemetry/api'
 import type { Dispatcher } from 'undici'
 import type { Upstreams } from '../config.ts'
 import { ServiceError } from '../errors.ts'
-import { generateImage } from '../providers/image.ts'
+import type { TokenSource } from '../providers/google-token.ts'
+import { dataUrl, generateImage } from '../providers/image.ts'
 import { analyzeSentiment, extractKeywords } from '../providers/language.ts'
 import { complete, completeStructured, type TokenUsage } from '../providers/llm.ts'
+import { uploadImage } from '../providers/storage.ts'
 import { stepDuration, stepWarnings } from '../telemetry/instruments.ts'
 import type { Brief } from './brief.ts'
 import { draftMessages, draftTitle, editMessages, editSchema, imagePrompt, plainText, slugify } from './prompts.ts'
@@ -15,6 +17,8 @@ export interface PipelineDeps {
   upstreams: Upstreams
   keywordsMax: number
   maxResponseBytes: number
+  /** The service account's token, on Google Cloud: for upstreams configured without a key. */
+  token?: TokenSource | undefined
   signal: AbortSignal
 }
 
@@ -64,8 +68,19 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   deps.signal.addEventListener('abort', abort, { once: true })
   const signal = controller.signal
 
-  const llm = { dispatcher: deps.dispatcher, target: deps.upstreams.llm, maxResponseBytes: deps.maxResponseBytes, signal }
-  const language = { dispatcher: deps.dispatcher, target: deps.upstreams.language, maxResponseBytes: deps.maxResponseBytes, signal }
+  const { dispatcher, upstreams, token } = deps
+  const llm = { dispatcher, target: upstreams.llm, maxResponseBytes: deps.maxResponseBytes, token, signal }
+  const language = { dispatcher, target: upstreams.language, maxResponseBytes: deps.maxResponseBytes, token, signal }
+
+  async function heroImage (prompt: string) {
+    const image = await generateImage({ dispatcher, target: upstreams.image, signal }, prompt)
+    if ('url' in image) return image
+    // Current image models answer in base64: with a bucket, the caller gets an object URL instead.
+    if (upstreams.storage !== undefined && token !== undefined) {
+      return { url: await uploadImage({ dispatcher, target: upstreams.storage, token, signal }, image.bytes, image.contentType) }
+    }
+    return { url: dataUrl(image) }
+  }
 
   async function optional<T> (step: OptionalStep, run: () => Promise<T>): Promise<{ value: T | null, ms: number | null }> {
     const start = performance.now()
@@ -89,7 +104,7 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
 
     if (brief.image) {
       const prompt = imagePrompt(brief, draftTitle(text, brief))
-      image = optional('image', () => generateImage({ dispatcher: deps.dispatcher, target: deps.upstreams.image, signal }, prompt))
+      image = optional('image', () => heroImage(prompt))
     }
     const [sentiment, keywords] = await Promise.all([
       optional('sentiment', () => analyzeSentiment(language, document)),

@@ -23,6 +23,7 @@ function errorResponses (app: FastifyInstance) {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (isServiceError(error)) {
       request.log.warn({ err: error, code: error.code }, error.message)
+      reply.headers(error.headers)
       return send(request, reply, error.code, error.message, error.details)
     }
     if (error instanceof z.ZodError) {

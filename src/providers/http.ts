@@ -2,37 +2,50 @@ import type { Dispatcher } from 'undici'
 import type { z } from 'zod'
 import { ServiceError } from '../errors.ts'
 
-export type UpstreamName = 'llm' | 'image' | 'language'
+export type UpstreamName = 'llm' | 'image' | 'language' | 'metadata' | 'storage'
 
-export interface PostJsonOptions<T> {
+export interface RequestJsonOptions<T> {
   dispatcher: Dispatcher
   upstream: UpstreamName
   url: string
+  method?: 'GET' | 'POST'
   headers?: Record<string, string>
-  body: unknown
+  /** A JSON body; or raw bytes with their content type. */
+  body?: unknown
+  bytes?: { data: Buffer, contentType: string }
   schema: z.ZodType<T>
   maxResponseBytes: number
   signal?: AbortSignal | undefined
 }
 
+export type PostJsonOptions<T> = Omit<RequestJsonOptions<T>, 'method' | 'bytes'> & { body: unknown }
+
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
 const TOO_LARGE_CODES = new Set(['UND_ERR_RES_EXCEEDED_MAX_SIZE', 'CE_RESPONSE_TOO_LARGE'])
 
+export function postJson<T> (options: PostJsonOptions<T>): Promise<T> {
+  return requestJson({ ...options, method: 'POST' })
+}
+
 /**
- * POSTs JSON through the shared dispatcher and returns the validated answer. Every body is
- * consumed, dumped or destroyed before this returns, so the socket goes back to the pool or away.
+ * Sends a request through the shared dispatcher and returns the validated JSON answer. Every body
+ * is consumed, dumped or destroyed before this returns, so the socket goes back to the pool or away.
  */
-export async function postJson<T> (options: PostJsonOptions<T>): Promise<T> {
-  const { upstream, signal } = options
+export async function requestJson<T> (options: RequestJsonOptions<T>): Promise<T> {
+  const { upstream, signal, bytes } = options
   const { origin, path } = target(options.url)
   let response: Dispatcher.ResponseData
   try {
     response = await options.dispatcher.request({
       origin,
       path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json', ...options.headers },
-      body: JSON.stringify(options.body),
+      method: options.method ?? 'POST',
+      headers: {
+        accept: 'application/json',
+        ...(bytes !== undefined ? { 'content-type': bytes.contentType } : options.body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...options.headers
+      },
+      body: bytes !== undefined ? bytes.data : options.body !== undefined ? JSON.stringify(options.body) : null,
       signal
     })
   } catch (error) {

@@ -22,7 +22,9 @@ export interface ImageCall {
 // base64 inflates by 4/3; the envelope around it is small.
 const ENVELOPE_BYTES = 16 * 1024
 
-export async function generateImage (call: ImageCall, prompt: string): Promise<{ url: string }> {
+export type GeneratedImage = { url: string } | { bytes: Buffer, contentType: string }
+
+export async function generateImage (call: ImageCall, prompt: string): Promise<GeneratedImage> {
   const { target } = call
   const answer = await postJson({
     dispatcher: call.dispatcher,
@@ -44,7 +46,11 @@ export async function generateImage (call: ImageCall, prompt: string): Promise<{
       details: { upstream: 'image', bytes: bytes.length, limit: target.maxBytes }
     })
   }
-  return { url: `data:${sniffMediaType(bytes)};base64,${first.b64_json}` }
+  return { bytes, contentType: sniffMediaType(bytes) }
+}
+
+export function dataUrl (image: { bytes: Buffer, contentType: string }) {
+  return `data:${image.contentType};base64,${image.bytes.toString('base64')}`
 }
 
 function sniffMediaType (bytes: Buffer) {

@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici'
 import { z } from 'zod'
 import type { Upstreams } from '../config.ts'
 import { postJson } from './http.ts'
-import { trimSlash } from './llm.ts'
+import { bearer, trimSlash } from './llm.ts'
 
 // Google Cloud Natural Language v1: documents:analyzeSentiment and documents:analyzeEntities.
 const sentimentResponse = z.object({
@@ -17,6 +17,8 @@ export interface LanguageCall {
   dispatcher: Dispatcher
   target: Upstreams['language']
   maxResponseBytes: number
+  /** Used when no API key is configured: Natural Language accepts the service account's token. */
+  token?: (() => Promise<string>) | undefined
   signal?: AbortSignal | undefined
 }
 
@@ -53,13 +55,13 @@ export function sentimentLabel (score: number): SentimentLabel {
   return 'neutral'
 }
 
-function analyze<T> (call: LanguageCall, method: string, document: Document, schema: z.ZodType<T>) {
+async function analyze<T> (call: LanguageCall, method: string, document: Document, schema: z.ZodType<T>) {
   const { target } = call
   return postJson({
     dispatcher: call.dispatcher,
     upstream: 'language',
     url: `${trimSlash(target.baseUrl)}/v1/documents:${method}`,
-    headers: target.apiKey === undefined ? {} : { 'x-goog-api-key': target.apiKey },
+    headers: target.apiKey !== undefined ? { 'x-goog-api-key': target.apiKey } : await bearer(undefined, call.token),
     body: { document: { type: 'PLAIN_TEXT', content: document.content, language: document.language }, encodingType: 'UTF8' },
     schema,
     maxResponseBytes: call.maxResponseBytes,

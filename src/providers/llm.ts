@@ -20,6 +20,8 @@ export interface LlmCall {
   dispatcher: Dispatcher
   target: UpstreamTarget
   maxResponseBytes: number
+  /** Used when the target has no API key: Vertex AI takes the service account's token. */
+  token?: (() => Promise<string>) | undefined
   signal?: AbortSignal | undefined
 }
 
@@ -44,7 +46,7 @@ export async function complete (call: LlmCall, messages: ChatMessage[], extra: R
       dispatcher: call.dispatcher,
       upstream: 'llm',
       url,
-      headers: call.target.apiKey === undefined ? {} : { authorization: `Bearer ${call.target.apiKey}` },
+      headers: await bearer(call.target.apiKey, call.token),
       body: { model: call.target.model, messages, ...extra },
       schema: chatCompletion,
       maxResponseBytes: call.maxResponseBytes,
@@ -113,6 +115,13 @@ function parseJsonContent (content: string): unknown {
     // Left to zod, which reports it as a wrong shape with the upstream named.
     return content
   }
+}
+
+/** Authorization from the configured key, else from the service account's token, else none. */
+export async function bearer (apiKey: string | undefined, token: (() => Promise<string>) | undefined): Promise<Record<string, string>> {
+  if (apiKey !== undefined) return { authorization: `Bearer ${apiKey}` }
+  if (token !== undefined) return { authorization: `Bearer ${await token()}` }
+  return {}
 }
 
 export function trimSlash (url: string) {

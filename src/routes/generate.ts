@@ -1,33 +1,32 @@
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import { z } from 'zod'
 import type { Upstreams } from '../config.ts'
 import { briefSchema } from '../generation/brief.ts'
 import { generatePost } from '../generation/pipeline.ts'
+import type { TokenSource } from '../providers/google-token.ts'
 import type { ZodTypeProvider } from '../plugins/zod-validation.ts'
 
 export interface GenerateRouteOptions {
   upstreams: Upstreams
   keywordsMax: number
   maxResponseBytes: number
+  requestTimeoutMs: number
+  token: TokenSource | undefined
 }
 
+// A caller may shorten its deadline, never lengthen it past REQUEST_TIMEOUT_MS.
+const headers = z.looseObject({ 'x-request-timeout-ms': z.coerce.number().int().positive().optional() })
+
 export default async function generateRoutes (app: FastifyInstance, options: GenerateRouteOptions) {
-  app.withTypeProvider<ZodTypeProvider>().post('/generate', { schema: { body: briefSchema } }, async (request, reply) => {
+  app.withTypeProvider<ZodTypeProvider>().post('/generate', { schema: { body: briefSchema, headers } }, async (request, reply) => {
+    const deadlineMs = Math.min(options.requestTimeoutMs, request.headers['x-request-timeout-ms'] ?? Infinity)
     return generatePost(request.body, {
       dispatcher: app.upstream,
       upstreams: options.upstreams,
       keywordsMax: options.keywordsMax,
       maxResponseBytes: options.maxResponseBytes,
-      signal: abortWhenCallerLeaves(reply)
+      token: options.token,
+      signal: app.inFlight.start(reply, deadlineMs)
     })
   })
-}
-
-// The reply's close, not the request's: Fastify's request `close` fires once a POST body has been
-// read (fastify/fastify#4690). An unfinished response at close means the caller went away.
-function abortWhenCallerLeaves (reply: FastifyReply) {
-  const controller = new AbortController()
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort(new Error('the caller closed the connection'))
-  })
-  return controller.signal
 }

@@ -36,6 +36,8 @@ const ROUTES: Record<string, Endpoint> = {
 }
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024
 const MAX_CALL_RECORDS = 1_000
+const MAX_OBJECTS = 100
+const METADATA_TOKEN_PATH = '/computeMetadata/v1/instance/service-accounts/default/token'
 
 class HttpError extends Error {
   readonly status: number
@@ -50,7 +52,9 @@ export async function startSimulator (options: SimulatorOptions = {}) {
   const faults = { ...options.faults }
   const imageFormat = options.imageFormat ?? 'url'
   const calls: CallRecord[] = []
-  const requests: Record<Endpoint, number> = { llm: 0, image: 0, sentiment: 0, entities: 0 }
+  const requests: Record<Endpoint | 'metadata' | 'storage', number> = { llm: 0, image: 0, sentiment: 0, entities: 0, metadata: 0, storage: 0 }
+  // Uploaded objects, served back at /BUCKET/NAME; the oldest go first past MAX_OBJECTS.
+  const objects = new Map<string, { data: Buffer, contentType: string }>()
   // Only sockets that carried a provider call count as "upstream connections", so a test's own
   // requests to /__sim/stats never show up as the service's pool.
   const apiSockets = new Set<Socket>()
@@ -77,13 +81,14 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     const { pathname } = new URL(req.url ?? '/', 'http://simulator')
     if (req.method === 'GET' && pathname === '/__sim/stats') return send(res, 200, stats())
     if (req.method === 'GET' && pathname.startsWith('/__sim/images/')) return serveImage(pathname, res)
+    if (req.method === 'GET' && pathname === METADATA_TOKEN_PATH) return metadataToken(req, res)
+    if (req.method === 'POST' && pathname.startsWith('/upload/storage/v1/b/')) return upload(req, res)
+    const object = req.method === 'GET' ? objects.get(decodeURIComponent(pathname.slice(1))) : undefined
+    if (object !== undefined) return sendBytes(res, object.data, object.contentType)
     const endpoint = req.method === 'POST' ? ROUTES[pathname] : undefined
     if (endpoint === undefined) return send(res, 404, { error: { message: `no route for ${req.method} ${pathname}` } })
 
-    if (!apiSockets.has(req.socket)) {
-      apiSockets.add(req.socket)
-      counters.peak = Math.max(counters.peak, apiSockets.size)
-    }
+    countApiSocket(req.socket)
     requests[endpoint]++
     counters.inFlight++
     const record: CallRecord = { endpoint, kind: undefined, startedAt: performance.now(), endedAt: undefined, aborted: false, headers: req.headers }
@@ -160,6 +165,35 @@ export async function startSimulator (options: SimulatorOptions = {}) {
         }
       }
     }
+  }
+
+  function countApiSocket (socket: Socket) {
+    if (apiSockets.has(socket)) return
+    apiSockets.add(socket)
+    counters.peak = Math.max(counters.peak, apiSockets.size)
+  }
+
+  // The metadata server's token endpoint, as Cloud Run serves it to the service account.
+  function metadataToken (req: IncomingMessage, res: ServerResponse) {
+    countApiSocket(req.socket)
+    if (req.headers['metadata-flavor'] !== 'Google') return send(res, 403, { error: 'Missing Metadata-Flavor:Google header.' })
+    requests.metadata++
+    send(res, 200, { access_token: `sim-token-${requests.metadata}`, expires_in: 3599, token_type: 'Bearer' })
+  }
+
+  // Cloud Storage JSON API, simple upload.
+  async function upload (req: IncomingMessage, res: ServerResponse) {
+    countApiSocket(req.socket)
+    const url = new URL(req.url ?? '/', 'http://simulator')
+    const bucket = decodeURIComponent(url.pathname.split('/')[5] ?? '')
+    const name = url.searchParams.get('name')
+    if (!/^Bearer \S+/.test(req.headers.authorization ?? '')) return send(res, 401, { error: { code: 401, message: 'Anonymous caller does not have storage.objects.create access.' } })
+    if (url.searchParams.get('uploadType') !== 'media' || name === null || bucket === '') return send(res, 400, { error: { code: 400, message: 'uploadType=media and name are required.' } })
+    requests.storage++
+    const data = await readBytes(req)
+    objects.set(`${bucket}/${name}`, { data, contentType: req.headers['content-type'] ?? 'application/octet-stream' })
+    if (objects.size > MAX_OBJECTS) objects.delete(objects.keys().next().value!)
+    send(res, 200, { kind: 'storage#object', name, bucket, size: String(data.length), contentType: req.headers['content-type'] })
   }
 
   function images (body: Record<string, unknown>) {
@@ -258,7 +292,7 @@ function delayFor (latency: Latency | undefined) {
   return latency.fixedMs + Math.random() * latency.jitterMs
 }
 
-async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
+async function readBytes (req: IncomingMessage) {
   let size = 0
   const chunks: Buffer[] = []
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -266,8 +300,13 @@ async function readJson (req: IncomingMessage): Promise<Record<string, unknown>>
     if (size > MAX_REQUEST_BYTES) throw new HttpError(413, 'request too large')
     chunks.push(chunk)
   }
+  return Buffer.concat(chunks)
+}
+
+async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
+  const bytes = await readBytes(req)
   try {
-    const value: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    const value: unknown = JSON.parse(bytes.toString('utf8'))
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>
   } catch {}
   throw new HttpError(400, 'body must be a JSON object')
@@ -318,6 +357,11 @@ function sendOversize (res: ServerResponse, bytes: number) {
     res.end(tail)
   }
   pump()
+}
+
+function sendBytes (res: ServerResponse, data: Buffer, contentType: string) {
+  res.writeHead(200, { 'content-type': contentType, 'content-length': data.length })
+  res.end(data)
 }
 
 function serveImage (pathname: string, res: ServerResponse) {

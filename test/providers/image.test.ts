@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { generateImage } from '../../src/providers/image.ts'
+import { dataUrl, generateImage } from '../../src/providers/image.ts'
 import { pngImage } from '../../src/simulator/images.ts'
 import { capture, mockUpstream, UPSTREAM_ORIGIN } from '../helper.ts'
 
@@ -19,14 +19,15 @@ test('generateImage posts {model, prompt, n: 1, size} and returns data[0].url', 
   assert.deepEqual(seen[0]?.body, { model: 'gpt-image-test', prompt: 'a lighthouse', n: 1, size: '1024x1024' })
 })
 
-test('b64_json comes back as a data URL with the media type sniffed from the bytes', async (t) => {
+test('b64_json comes back as bytes with the media type sniffed from them, ready for a data URL', async (t) => {
   const { agent, pool } = mockUpstream(t)
   const png = pngImage('0123456789abcdef0123456789abcdef')
   pool.intercept({ path, method: 'POST' }).reply(200, { data: [{ b64_json: png.toString('base64') }] })
 
   const image = await generateImage({ dispatcher: agent, target }, 'a lighthouse')
 
-  assert.equal(image.url, `data:image/png;base64,${png.toString('base64')}`)
+  assert.deepEqual(image, { bytes: png, contentType: 'image/png' })
+  assert.equal(dataUrl(image as { bytes: Buffer, contentType: string }), `data:image/png;base64,${png.toString('base64')}`)
 })
 
 test('an image above IMAGE_MAX_BYTES is refused as upstream_response_too_large', async (t) => {

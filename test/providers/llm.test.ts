@@ -94,3 +94,13 @@ test('an answer above maxResponseBytes is upstream_response_too_large', async (t
 
   await assert.rejects(complete({ dispatcher: agent, target, maxResponseBytes: 1000 }, messages), { code: 'upstream_response_too_large' })
 })
+
+test('without an API key the service account token is sent as the bearer (Vertex AI)', async (t) => {
+  const { agent, pool } = mockUpstream(t)
+  const { seen, reply } = capture(200, completion('a draft'))
+  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(reply)
+
+  await complete({ dispatcher: agent, target: { ...target, apiKey: undefined }, maxResponseBytes: 1e6, token: async () => 'ya29.token' }, messages)
+
+  assert.equal(seen[0]?.headers.authorization, 'Bearer ya29.token')
+})

@@ -24,7 +24,8 @@ test('POST /generate returns a complete post built from real calls to the simula
     assert.equal(typeof post.timings[step], 'number', step)
   }
   assert.deepEqual(post.warnings, [])
-  assert.deepEqual(simulator.stats().requests, { llm: 2, image: 1, sentiment: 1, entities: 1 })
+  // In simulator mode the language calls carry the simulated service account's token, fetched once.
+  assert.deepEqual(simulator.stats().requests, { llm: 2, image: 1, sentiment: 1, entities: 1, metadata: 1, storage: 0 })
 })
 
 test('the steps run as a graph: refine waits for sentiment and keywords, the image overlaps refine', async (t) => {

@@ -1,0 +1,56 @@
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import fp from 'fastify-plugin'
+import { ServiceError } from '../errors.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Requests being generated: each one's signal, and the means to stop them all at shutdown. */
+    readonly inFlight: ReturnType<typeof createInFlight>
+  }
+}
+
+function createInFlight () {
+  const controllers = new Set<AbortController>()
+  return {
+    get size () { return controllers.size },
+    /**
+     * A signal that aborts when the caller leaves, when the deadline passes, or at abortAll().
+     * It listens on the reply's close, not the request's: Fastify's request `close` fires once a
+     * POST body has been read (fastify/fastify#4690).
+     */
+    start (reply: FastifyReply, deadlineMs: number) {
+      const controller = new AbortController()
+      controllers.add(controller)
+      const timer = setTimeout(() => controller.abort(new ServiceError('upstream_timeout', {
+        message: `The request did not finish within its ${deadlineMs} ms deadline.`
+      })), deadlineMs)
+      reply.raw.once('close', () => {
+        clearTimeout(timer)
+        controllers.delete(controller)
+        if (!reply.raw.writableFinished) controller.abort(new Error('the caller closed the connection'))
+      })
+      return controller.signal
+    },
+    abortAll () {
+      for (const controller of controllers) controller.abort(new ServiceError('shutting_down', { headers: { 'retry-after': '1' } }))
+    }
+  }
+}
+
+async function inFlight (app: FastifyInstance) {
+  app.decorate('inFlight', createInFlight())
+  let closing = false
+  // Our own 503 instead of Fastify's return503OnClosing, whose body is not the documented shape.
+  app.addHook('preClose', async () => { closing = true })
+  app.addHook('onRequest', async () => {
+    if (closing) throw new ServiceError('shutting_down', { headers: { 'retry-after': '1', connection: 'close' } })
+  })
+  // Node's server.close() only reaps the connections idle at that moment. One whose response ends
+  // later would stay open for its keep-alive timeout and hold up the close, so reap again once the
+  // response is out (a request already pipelined behind it is still read, and answered 503 above).
+  app.addHook('onResponse', async () => {
+    if (closing) setImmediate(() => app.server.closeIdleConnections())
+  })
+}
+
+export default fp(inFlight, { name: 'in-flight', fastify: '5.x' })
