@@ -79,8 +79,11 @@ const row = (label: string, r: ScenarioResult) =>
   `${r.upstream.peakSimulator} / ${r.upstream.maxSampledProc} | ${r.upstream.openAfterLoad} / ${r.upstream.openAfterShutdown} | ` +
   `${r.fds.idle} → ${r.fds.afterLoad} | ${r.rssMiB.first} → ${r.rssMiB.last} (max ${r.rssMiB.max}) | ${r.exitCode} |`
 
+// A run with errors measured something other than the service under load: say so, loudly.
+const failed = results.filter(({ result }) => result.non2xx + result.errors + result.timeouts > 0 || result.samples.length === 0)
 const lines = [
   `# ${name}`,
+  ...(failed.length === 0 ? [] : ['', `**INVALID: ${failed.map(({ label }) => label).join(', ')} had errors or stopped reporting; the figures below do not describe a healthy run.**`]),
   '',
   `${new Date().toISOString()} · Node ${process.version} · ${base.connections} connections · ` +
     `${base.amount ?? `${base.durationS} s`} per run · upstream latency ${base.latencyMs} ms · pool ${base.pool} · runs ${runs}`,
@@ -113,9 +116,11 @@ if (values.soak) {
   const minute2 = samples.find((s) => s.t >= 120) ?? samples[0]!
   const last = samples.at(-1)!
   const heaps = samples.filter((s) => s.t >= 120 && s.heapAfterGcMiB !== null).map((s) => s.heapAfterGcMiB!)
-  const heapDrift = heaps.length < 2 ? 0 : (heaps.at(-1)! - heaps[0]!) / heaps[0]!
+  const heapDrift = heaps.length < 2 ? undefined : (heaps.at(-1)! - heaps[0]!) / heaps[0]!
   lines.push('', `RSS at the end ${last.rssMiB} MiB vs ${minute2.rssMiB} MiB at minute 2: **${(last.rssMiB / minute2.rssMiB).toFixed(3)}×** (target ≤ 1.10). ` +
-    `Heap after a forced GC from minute 2 on: ${heaps.map((h) => h.toFixed(1)).join(', ')} MiB, drift **${(heapDrift * 100).toFixed(1)} %** (target within 5 %).`)
+    (heapDrift === undefined
+      ? '**No heap-after-GC samples were taken** (run shorter than 2.5 minutes, or the process stopped reporting).'
+      : `Heap after a forced GC from minute 2 on: ${heaps.map((h) => h.toFixed(1)).join(', ')} MiB, drift **${(heapDrift * 100).toFixed(1)} %** (target within 5 %).`))
 }
 
 const directory = new URL('./reports/', import.meta.url)
