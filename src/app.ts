@@ -8,6 +8,8 @@ import { createTokenSource } from './providers/google-token.ts'
 import accessLog from './plugins/access-log.ts'
 import errorResponses from './plugins/error-responses.ts'
 import inFlight from './plugins/in-flight.ts'
+import loadShedding from './plugins/load-shedding.ts'
+import upstreamGuard from './plugins/upstream-guard.ts'
 import upstreamPool from './plugins/upstream-pool.ts'
 import { zodValidatorCompiler } from './plugins/zod-validation.ts'
 import generateRoutes from './routes/generate.ts'
@@ -50,7 +52,9 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
   await app.register(accessLog)
   await app.register(errorResponses)
   await app.register(upstreamPool, { ...config.pool, dispatcher })
-  await app.register(inFlight)
+  await app.register(upstreamGuard, config.guard)
+  await app.register(loadShedding, config.load)
+  await app.register(inFlight, { maxConcurrent: config.load.maxConcurrentRequests })
   await app.register(healthRoutes)
   const { metadataHost } = upstreams
   await app.register(generateRoutes, {
@@ -58,6 +62,7 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
     keywordsMax: config.keywordsMax,
     maxResponseBytes: config.pool.maxResponseBytes,
     requestTimeoutMs: config.requestTimeoutMs,
+    stepTimeoutsMs: config.stepTimeoutsMs,
     token: metadataHost === undefined ? undefined : createTokenSource({ dispatcher: () => app.upstream, metadataHost })
   })
   return app

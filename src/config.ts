@@ -65,6 +65,22 @@ const envSchema = z.object({
   UPSTREAM_MAX_RESPONSE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
 
   SHUTDOWN_GRACE_MS: MS.default(8_000),
+  LLM_TIMEOUT_MS: MS.default(45_000),
+  IMAGE_TIMEOUT_MS: MS.default(45_000),
+  LANGUAGE_TIMEOUT_MS: MS.default(10_000),
+  UPSTREAM_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
+  UPSTREAM_RETRY_BUDGET_RATIO: z.coerce.number().min(0).max(1).default(0.1),
+  UPSTREAM_BACKOFF_BASE_MS: MS.default(200),
+  UPSTREAM_BACKOFF_MAX_MS: MS.default(2_000),
+  UPSTREAM_MAX_IN_FLIGHT: z.coerce.number().int().min(1).optional(),
+  // In flight plus queued covers MAX_CONCURRENT_REQUESTS at three parallel calls per origin.
+  UPSTREAM_MAX_QUEUED: z.coerce.number().int().min(0).default(256),
+  BREAKER_CONSECUTIVE_FAILURES: z.coerce.number().int().min(1).default(5),
+  BREAKER_FAILURE_RATIO: z.coerce.number().min(0.01).max(1).default(0.5),
+  BREAKER_OPEN_MS: MS.default(5_000),
+  MAX_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).default(100),
+  MAX_EVENT_LOOP_DELAY_MS: MS.default(1_000),
+  MAX_HEAP_USED_RATIO: z.coerce.number().min(0.1).max(1).default(0.9),
   // Cloud Logging links a log line to its trace only as projects/PROJECT/traces/TRACE_ID.
   GOOGLE_CLOUD_PROJECT: optionalText,
   LOG_REDACT_HEADERS: z.string().default('').transform((list) => list.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean)),
@@ -143,6 +159,29 @@ function toConfig (env: Env) {
       maxResponseBytes: env.UPSTREAM_MAX_RESPONSE_BYTES
     },
     simulator: { port: env.SIMULATOR_PORT, latencyMs: env.SIMULATOR_LATENCY_MS },
+    stepTimeoutsMs: {
+      draft: env.LLM_TIMEOUT_MS,
+      refine: env.LLM_TIMEOUT_MS,
+      image: env.IMAGE_TIMEOUT_MS,
+      sentiment: env.LANGUAGE_TIMEOUT_MS,
+      keywords: env.LANGUAGE_TIMEOUT_MS
+    },
+    guard: {
+      maxAttempts: env.UPSTREAM_MAX_ATTEMPTS,
+      retryBudgetRatio: env.UPSTREAM_RETRY_BUDGET_RATIO,
+      backoffBaseMs: env.UPSTREAM_BACKOFF_BASE_MS,
+      backoffCapMs: env.UPSTREAM_BACKOFF_MAX_MS,
+      maxInFlight: env.UPSTREAM_MAX_IN_FLIGHT ?? env.UPSTREAM_CONNECTIONS,
+      maxQueued: env.UPSTREAM_MAX_QUEUED,
+      breakerConsecutiveFailures: env.BREAKER_CONSECUTIVE_FAILURES,
+      breakerFailureRatio: env.BREAKER_FAILURE_RATIO,
+      breakerOpenMs: env.BREAKER_OPEN_MS
+    },
+    load: {
+      maxConcurrentRequests: env.MAX_CONCURRENT_REQUESTS,
+      maxEventLoopDelayMs: env.MAX_EVENT_LOOP_DELAY_MS,
+      maxHeapUsedRatio: env.MAX_HEAP_USED_RATIO
+    },
     // Undefined base URLs mean "the simulator": server.ts fills them in with simulatorUpstreams().
     upstreams: env.PROVIDERS === 'live' ? liveUpstreams(env) : undefined,
     image: { size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES, model: env.IMAGE_MODEL, bucket: env.IMAGE_BUCKET },

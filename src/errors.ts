@@ -13,6 +13,9 @@ export const catalogue = {
   upstream_bad_response: { status: 502, message: 'An upstream answered with something we could not use.' },
   upstream_response_too_large: { status: 502, message: 'An upstream answer exceeded the size limit.' },
   shutting_down: { status: 503, message: 'This instance is shutting down; retry the request.' },
+  overloaded: { status: 503, message: 'The service is at capacity; retry shortly.' },
+  circuit_open: { status: 503, message: 'An upstream is failing; calls to it are paused.' },
+  upstream_rate_limited: { status: 503, message: 'An upstream is rate-limiting us; retry later.' },
   upstream_timeout: { status: 504, message: 'An upstream did not answer in time.' }
 } as const satisfies Record<string, { status: number, message: string }>
 

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto'
-import { SpanStatusCode, trace } from '@opentelemetry/api'
 import type { Dispatcher } from 'undici'
 import type { Upstreams } from '../config.ts'
 import { ServiceError } from '../errors.ts'
@@ -8,7 +7,9 @@ import { dataUrl, generateImage } from '../providers/image.ts'
 import { analyzeSentiment, extractKeywords } from '../providers/language.ts'
 import { complete, completeStructured, type TokenUsage } from '../providers/llm.ts'
 import { uploadImage } from '../providers/storage.ts'
-import { stepDuration, stepWarnings } from '../telemetry/instruments.ts'
+import type { Guard } from '../resilience/guard.ts'
+import { stepWarnings } from '../telemetry/instruments.ts'
+import { round, runStep, type Step, type StepTimeouts } from './steps.ts'
 import type { Brief } from './brief.ts'
 import { draftMessages, draftTitle, editMessages, editSchema, imagePrompt, plainText, slugify } from './prompts.ts'
 
@@ -19,37 +20,19 @@ export interface PipelineDeps {
   maxResponseBytes: number
   /** The service account's token, on Google Cloud: for upstreams configured without a key. */
   token?: TokenSource | undefined
+  guard?: Guard | undefined
   signal: AbortSignal
+  /** The request's deadline (epoch ms), and each step's own limit within it. */
+  deadlineAt: number
+  stepTimeoutsMs: StepTimeouts
 }
 
-export type Step = 'draft' | 'image' | 'sentiment' | 'keywords' | 'refine'
 export type OptionalStep = Extract<Step, 'image' | 'sentiment' | 'keywords'>
 
 export interface Warning {
   step: OptionalStep
   code: string
   message: string
-}
-
-const tracer = trace.getTracer('content-engine')
-const round = (ms: number) => Math.round(ms * 10) / 10
-
-/** Runs one step in its own span (the parent of its upstream calls), timed in ms and in the metric. */
-async function timed<T> (step: Step, run: () => Promise<T>): Promise<{ value: T, ms: number }> {
-  return tracer.startActiveSpan(`pipeline ${step}`, async (span) => {
-    const start = performance.now()
-    let outcome = 'ok'
-    try {
-      return { value: await run(), ms: round(performance.now() - start) }
-    } catch (error) {
-      outcome = 'error'
-      span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof ServiceError ? error.code : 'error' })
-      throw error
-    } finally {
-      stepDuration.record((performance.now() - start) / 1000, { 'content_engine.step': step, 'content_engine.outcome': outcome })
-      span.end()
-    }
-  })
 }
 
 /**
@@ -68,21 +51,25 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   deps.signal.addEventListener('abort', abort, { once: true })
   const signal = controller.signal
 
-  const { dispatcher, upstreams, token } = deps
-  const llm = { dispatcher, target: upstreams.llm, maxResponseBytes: deps.maxResponseBytes, token, signal }
-  const language = { dispatcher, target: upstreams.language, maxResponseBytes: deps.maxResponseBytes, token, signal }
+  const { dispatcher, upstreams, token, guard, deadlineAt } = deps
+  const context = { dispatcher, guard, deadlineAt }
+  const llm = { ...context, target: upstreams.llm, maxResponseBytes: deps.maxResponseBytes, token }
+  const language = { ...context, target: upstreams.language, maxResponseBytes: deps.maxResponseBytes, token }
 
-  async function heroImage (prompt: string) {
-    const image = await generateImage({ dispatcher, target: upstreams.image, signal }, prompt)
+  async function heroImage (prompt: string, stepSignal: AbortSignal) {
+    const image = await generateImage({ ...context, target: upstreams.image, signal: stepSignal }, prompt)
     if ('url' in image) return image
     // Current image models answer in base64: with a bucket, the caller gets an object URL instead.
     if (upstreams.storage !== undefined && token !== undefined) {
-      return { url: await uploadImage({ dispatcher, target: upstreams.storage, token, signal }, image.bytes, image.contentType) }
+      return { url: await uploadImage({ ...context, target: upstreams.storage, token, signal: stepSignal }, image.bytes, image.contentType) }
     }
     return { url: dataUrl(image) }
   }
 
-  async function optional<T> (step: OptionalStep, run: () => Promise<T>): Promise<{ value: T | null, ms: number | null }> {
+  const timed = <T>(step: Step, run: (stepSignal: AbortSignal) => Promise<T>) =>
+    runStep(step, signal, Math.min(deps.stepTimeoutsMs[step], deadlineAt - Date.now()), run)
+
+  async function optional<T> (step: OptionalStep, run: (stepSignal: AbortSignal) => Promise<T>): Promise<{ value: T | null, ms: number | null }> {
     const start = performance.now()
     try {
       return await timed(step, run)
@@ -98,20 +85,20 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
 
   let image: Promise<{ value: { url: string } | null, ms: number | null }> = Promise.resolve({ value: null, ms: null })
   try {
-    const draft = await timed('draft', () => complete(llm, draftMessages(brief)))
+    const draft = await timed('draft', (stepSignal) => complete({ ...llm, signal: stepSignal }, draftMessages(brief)))
     const text = draft.value.content
     const document = { content: plainText(text), language: brief.language }
 
     if (brief.image) {
       const prompt = imagePrompt(brief, draftTitle(text, brief))
-      image = optional('image', () => heroImage(prompt))
+      image = optional('image', (stepSignal) => heroImage(prompt, stepSignal))
     }
     const [sentiment, keywords] = await Promise.all([
-      optional('sentiment', () => analyzeSentiment(language, document)),
-      optional('keywords', () => extractKeywords(language, document, deps.keywordsMax))
+      optional('sentiment', (stepSignal) => analyzeSentiment({ ...language, signal: stepSignal }, document)),
+      optional('keywords', (stepSignal) => extractKeywords({ ...language, signal: stepSignal }, document, deps.keywordsMax))
     ])
 
-    const refine = await timed('refine', () => completeStructured(llm, editMessages({
+    const refine = await timed('refine', (stepSignal) => completeStructured({ ...llm, signal: stepSignal }, editMessages({
       brief,
       draft: text,
       sentiment: sentiment.value && { score: sentiment.value.score, label: sentiment.value.label },

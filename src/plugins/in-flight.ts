@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { ServiceError } from '../errors.ts'
 
@@ -9,10 +9,22 @@ declare module 'fastify' {
   }
 }
 
-function createInFlight () {
+function createInFlight (maxConcurrent: number) {
   const controllers = new Set<AbortController>()
+  let admitted = 0
   return {
     get size () { return controllers.size },
+    /**
+     * Admission, as an onRequest hook: past the limit a caller gets 503 before its body is even
+     * read, so refusing a burst stays cheap and the admitted requests keep their latency.
+     */
+    async admit (request: FastifyRequest, reply: FastifyReply) {
+      if (admitted >= maxConcurrent) {
+        throw new ServiceError('overloaded', { details: { reason: 'concurrency' }, headers: { 'retry-after': '1' } })
+      }
+      admitted++
+      reply.raw.once('close', () => { admitted-- })
+    },
     /**
      * A signal that aborts when the caller leaves, when the deadline passes, or at abortAll().
      * It listens on the reply's close, not the request's: Fastify's request `close` fires once a
@@ -37,8 +49,8 @@ function createInFlight () {
   }
 }
 
-async function inFlight (app: FastifyInstance) {
-  app.decorate('inFlight', createInFlight())
+async function inFlight (app: FastifyInstance, options: { maxConcurrent: number }) {
+  app.decorate('inFlight', createInFlight(options.maxConcurrent))
   let closing = false
   // Our own 503 instead of Fastify's return503OnClosing, whose body is not the documented shape.
   app.addHook('preClose', async () => { closing = true })

@@ -1,3 +1,4 @@
+import { lookup, type LookupAddress, type LookupOptions } from 'node:dns'
 import fp from 'fastify-plugin'
 import { Agent, type Dispatcher } from 'undici'
 import { observeGauges } from '../telemetry/instruments.ts'
@@ -19,10 +20,23 @@ declare module 'fastify' {
   }
 }
 
+type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family: number) => void
+
+// RFC 6761 §6.4: names under .invalid never resolve, and resolvers should say so at once rather
+// than ask a DNS server; getaddrinfo does ask. A misconfigured base URL then fails fast, offline.
+function lookupUnlessInvalid (hostname: string, options: LookupOptions, callback: LookupCallback) {
+  if (/\.invalid\.?$/i.test(hostname)) {
+    const error = Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', hostname })
+    process.nextTick(callback, error, '', 0)
+    return
+  }
+  lookup(hostname, options, callback)
+}
+
 export function createUpstreamAgent (options: Omit<UpstreamPoolOptions, 'dispatcher'>) {
   return new Agent({
     connections: options.connections,
-    connect: { timeout: options.connectTimeoutMs },
+    connect: { timeout: options.connectTimeoutMs, lookup: lookupUnlessInvalid },
     headersTimeout: options.headersTimeoutMs,
     bodyTimeout: options.bodyTimeoutMs,
     keepAliveTimeout: options.keepAliveTimeoutMs,

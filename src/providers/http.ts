@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici'
 import type { z } from 'zod'
 import { ServiceError } from '../errors.ts'
+import type { Guard } from '../resilience/guard.ts'
 
 export type UpstreamName = 'llm' | 'image' | 'language' | 'metadata' | 'storage'
 
@@ -16,6 +17,17 @@ export interface RequestJsonOptions<T> {
   schema: z.ZodType<T>
   maxResponseBytes: number
   signal?: AbortSignal | undefined
+  /** Limits, circuit breaker and retries per upstream origin; absent in unit tests of one call. */
+  guard?: Guard | undefined
+  deadlineAt?: number | undefined
+}
+
+/** What every provider call carries besides its own target: the pool, the request's signal and guard. */
+export interface CallContext {
+  dispatcher: Dispatcher
+  signal?: AbortSignal | undefined
+  guard?: Guard | undefined
+  deadlineAt?: number | undefined
 }
 
 export type PostJsonOptions<T> = Omit<RequestJsonOptions<T>, 'method' | 'bytes'> & { body: unknown }
@@ -31,7 +43,14 @@ export function postJson<T> (options: PostJsonOptions<T>): Promise<T> {
  * Sends a request through the shared dispatcher and returns the validated JSON answer. Every body
  * is consumed, dumped or destroyed before this returns, so the socket goes back to the pool or away.
  */
-export async function requestJson<T> (options: RequestJsonOptions<T>): Promise<T> {
+export function requestJson<T> (options: RequestJsonOptions<T>): Promise<T> {
+  const { guard } = options
+  if (guard === undefined) return attempt(options)
+  const call = { upstream: options.upstream, signal: options.signal, deadlineAt: options.deadlineAt }
+  return guard.run(target(options.url).origin, call, () => attempt(options))
+}
+
+async function attempt<T> (options: RequestJsonOptions<T>): Promise<T> {
   const { upstream, signal, bytes } = options
   const { origin, path } = target(options.url)
   let response: Dispatcher.ResponseData
@@ -52,13 +71,20 @@ export async function requestJson<T> (options: RequestJsonOptions<T>): Promise<T
     throw toServiceError(error, upstream, signal)
   }
 
-  const { statusCode, body } = response
+  const { statusCode, headers, body } = response
   if (statusCode < 200 || statusCode > 299) {
-    // dump() reads a bounded amount so the socket can be reused, and destroys it past that.
-    await body.dump().catch(() => {})
+    // A 429's body tells a rate limit (worth waiting for) from an exhausted quota (not worth it).
+    // Otherwise dump() reads a bounded amount so the socket can be reused, and destroys it past that.
+    const text = statusCode === 429 ? await readBounded(body, 16 * 1024).catch(() => '') : await body.dump().then(() => '', () => '')
+    const retryAfterMs = retryAfter(headers)
     throw new ServiceError('upstream_error', {
       message: `The ${upstream} upstream answered ${statusCode}.`,
-      details: { upstream, status: statusCode }
+      details: {
+        upstream,
+        status: statusCode,
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+        ...(/insufficient_quota/.test(text) ? { quotaExhausted: true } : {})
+      }
     })
   }
 
@@ -117,6 +143,18 @@ async function readBounded (body: Dispatcher.ResponseData['body'], maxBytes: num
     chunks.push(chunk)
   }
   return Buffer.concat(chunks, size).toString('utf8')
+}
+
+/** OpenAI's retry-after-ms, else Retry-After in seconds or as an HTTP date. */
+function retryAfter (headers: Dispatcher.ResponseData['headers']): number | undefined {
+  const ms = Number(headers['retry-after-ms'])
+  if (Number.isFinite(ms) && ms >= 0) return ms
+  const value = headers['retry-after']
+  if (typeof value !== 'string' || value === '') return undefined
+  const seconds = Number(value)
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000
+  const date = Date.parse(value)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now())
 }
 
 function toServiceError (error: unknown, upstream: UpstreamName, signal: AbortSignal | undefined): unknown {

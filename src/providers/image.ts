@@ -1,8 +1,7 @@
-import type { Dispatcher } from 'undici'
 import { z } from 'zod'
 import type { Upstreams } from '../config.ts'
 import { ServiceError } from '../errors.ts'
-import { postJson } from './http.ts'
+import { postJson, type CallContext } from './http.ts'
 import { trimSlash } from './llm.ts'
 
 // OpenAI Images. DALL·E answers with `url`; newer models answer with `b64_json` only.
@@ -13,10 +12,8 @@ const imagesResponse = z.object({
   }).refine((item) => item.url !== undefined || item.b64_json !== undefined, 'neither url nor b64_json')).min(1)
 })
 
-export interface ImageCall {
-  dispatcher: Dispatcher
+export interface ImageCall extends CallContext {
   target: Upstreams['image']
-  signal?: AbortSignal | undefined
 }
 
 // base64 inflates by 4/3; the envelope around it is small.
@@ -34,7 +31,9 @@ export async function generateImage (call: ImageCall, prompt: string): Promise<G
     body: { model: target.model, prompt, n: 1, size: target.size },
     schema: imagesResponse,
     maxResponseBytes: Math.ceil(target.maxBytes * 4 / 3) + ENVELOPE_BYTES,
-    signal: call.signal
+    signal: call.signal,
+    guard: call.guard,
+    deadlineAt: call.deadlineAt
   })
   const first = answer.data[0]!
   if (first.url !== undefined) return { url: first.url }

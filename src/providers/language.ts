@@ -1,7 +1,6 @@
-import type { Dispatcher } from 'undici'
 import { z } from 'zod'
 import type { Upstreams } from '../config.ts'
-import { postJson } from './http.ts'
+import { postJson, type CallContext } from './http.ts'
 import { bearer, trimSlash } from './llm.ts'
 
 // Google Cloud Natural Language v1: documents:analyzeSentiment and documents:analyzeEntities.
@@ -13,13 +12,11 @@ const entitiesResponse = z.object({
   entities: z.array(z.object({ name: z.string(), salience: z.number().min(0).max(1) })).default([])
 })
 
-export interface LanguageCall {
-  dispatcher: Dispatcher
+export interface LanguageCall extends CallContext {
   target: Upstreams['language']
   maxResponseBytes: number
   /** Used when no API key is configured: Natural Language accepts the service account's token. */
   token?: (() => Promise<string>) | undefined
-  signal?: AbortSignal | undefined
 }
 
 export interface Document {
@@ -65,6 +62,8 @@ async function analyze<T> (call: LanguageCall, method: string, document: Documen
     body: { document: { type: 'PLAIN_TEXT', content: document.content, language: document.language }, encodingType: 'UTF8' },
     schema,
     maxResponseBytes: call.maxResponseBytes,
-    signal: call.signal
+    signal: call.signal,
+    guard: call.guard,
+    deadlineAt: call.deadlineAt
   })
 }

@@ -1,9 +1,8 @@
-import type { Dispatcher } from 'undici'
 import { z } from 'zod'
 import type { UpstreamTarget } from '../config.ts'
 import { ServiceError } from '../errors.ts'
 import { genAiDuration, genAiTokens } from '../telemetry/instruments.ts'
-import { parseAnswer, postJson, target } from './http.ts'
+import { parseAnswer, postJson, target, type CallContext } from './http.ts'
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant'
@@ -16,13 +15,11 @@ export interface TokenUsage {
   totalTokens: number
 }
 
-export interface LlmCall {
-  dispatcher: Dispatcher
+export interface LlmCall extends CallContext {
   target: UpstreamTarget
   maxResponseBytes: number
   /** Used when the target has no API key: Vertex AI takes the service account's token. */
   token?: (() => Promise<string>) | undefined
-  signal?: AbortSignal | undefined
 }
 
 const tokenCount = z.number().int().nonnegative()
@@ -50,7 +47,9 @@ export async function complete (call: LlmCall, messages: ChatMessage[], extra: R
       body: { model: call.target.model, messages, ...extra },
       schema: chatCompletion,
       maxResponseBytes: call.maxResponseBytes,
-      signal: call.signal
+      signal: call.signal,
+      guard: call.guard,
+      deadlineAt: call.deadlineAt
     })
   } catch (error) {
     genAiDuration.record((performance.now() - start) / 1000, { ...attributes, 'error.type': error instanceof ServiceError ? error.code : 'aborted' })

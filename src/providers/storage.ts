@@ -1,19 +1,16 @@
 import { createHash } from 'node:crypto'
-import type { Dispatcher } from 'undici'
 import { z } from 'zod'
 import type { Upstreams } from '../config.ts'
-import { requestJson } from './http.ts'
+import { requestJson, type CallContext } from './http.ts'
 
 // Cloud Storage JSON API, simple upload: POST /upload/storage/v1/b/BUCKET/o?uploadType=media&name=NAME.
 const objectResource = z.object({ name: z.string(), bucket: z.string() })
 
 const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp', 'image/gif': 'gif' }
 
-export interface StorageCall {
-  dispatcher: Dispatcher
+export interface StorageCall extends CallContext {
   target: NonNullable<Upstreams['storage']>
   token: () => Promise<string>
-  signal?: AbortSignal | undefined
 }
 
 /** Uploads an image and returns its object URL. Named by content, so a retried upload is idempotent. */
@@ -29,7 +26,9 @@ export async function uploadImage (call: StorageCall, bytes: Buffer, contentType
     bytes: { data: bytes, contentType },
     schema: objectResource,
     maxResponseBytes: 64 * 1024,
-    signal: call.signal
+    signal: call.signal,
+    guard: call.guard,
+    deadlineAt: call.deadlineAt
   })
   return `${baseUrl}/${encodeURIComponent(object.bucket)}/${object.name.split('/').map(encodeURIComponent).join('/')}`
 }

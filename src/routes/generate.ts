@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import type { Upstreams } from '../config.ts'
+import type { StepTimeouts } from '../generation/steps.ts'
 import { briefSchema } from '../generation/brief.ts'
 import { generatePost } from '../generation/pipeline.ts'
 import type { TokenSource } from '../providers/google-token.ts'
@@ -11,6 +12,7 @@ export interface GenerateRouteOptions {
   keywordsMax: number
   maxResponseBytes: number
   requestTimeoutMs: number
+  stepTimeoutsMs: StepTimeouts
   token: TokenSource | undefined
 }
 
@@ -18,15 +20,19 @@ export interface GenerateRouteOptions {
 const headers = z.looseObject({ 'x-request-timeout-ms': z.coerce.number().int().positive().optional() })
 
 export default async function generateRoutes (app: FastifyInstance, options: GenerateRouteOptions) {
-  app.withTypeProvider<ZodTypeProvider>().post('/generate', { schema: { body: briefSchema, headers } }, async (request, reply) => {
+  app.withTypeProvider<ZodTypeProvider>().post('/generate', { schema: { body: briefSchema, headers }, onRequest: app.inFlight.admit }, async (request, reply) => {
     const deadlineMs = Math.min(options.requestTimeoutMs, request.headers['x-request-timeout-ms'] ?? Infinity)
+    const signal = app.inFlight.start(reply, deadlineMs)
     return generatePost(request.body, {
       dispatcher: app.upstream,
+      guard: app.guard,
       upstreams: options.upstreams,
       keywordsMax: options.keywordsMax,
       maxResponseBytes: options.maxResponseBytes,
       token: options.token,
-      signal: app.inFlight.start(reply, deadlineMs)
+      signal,
+      deadlineAt: Date.now() + deadlineMs,
+      stepTimeoutsMs: options.stepTimeoutsMs
     })
   })
 }

@@ -21,6 +21,12 @@ export interface Fault {
   wrongShape?: boolean
   /** For llm: apply only to the draft call or only to the final edit. */
   kind?: 'draft' | 'edit'
+  /** Apply to the first N calls only (flag and setFault faults; a header fault is per request anyway). */
+  times?: number
+  /** OpenAI's retry-after-ms header. */
+  retryAfterMs?: string
+  /** A 429 that says the quota is exhausted (OpenAI's insufficient_quota), not a rate limit. */
+  quota?: boolean
 }
 
 export class FaultSpecError extends Error {
@@ -48,6 +54,9 @@ export function parseFault (spec: string): Fault {
       case 'malformed': fault.malformed = true; break
       case 'oversize': fault.oversizeBytes = integer(key, value, 1, 1024 ** 3); break
       case 'wrong-shape': fault.wrongShape = true; break
+      case 'times': fault.times = integer(key, value, 1, 1_000_000); break
+      case 'retry-after-ms': fault.retryAfterMs = required(key, value); break
+      case 'quota': fault.quota = true; break
       case 'kind':
         if (value !== 'draft' && value !== 'edit') throw new FaultSpecError('kind takes draft or edit')
         fault.kind = value

@@ -7,7 +7,8 @@ const USAGE = `Usage: npm run simulator -- [--port 4010] [--latency 50] [--jitte
        [--keep-alive-ms 5000]
 Endpoints: ${ENDPOINTS.join(', ')}.
 Faults: status=N[,retry-after=S] | delay=MS | hang | hang-body | reset[=headers|body] | malformed |
-        oversize=BYTES | wrong-shape, each optionally with kind=draft|edit for llm`
+        oversize=BYTES | wrong-shape | quota | retry-after-ms=MS; with times=N for the first N calls
+        only, and kind=draft|edit to aim at one of the two llm calls`
 
 function main () {
   const { values } = parseArgs({

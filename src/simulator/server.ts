@@ -50,6 +50,7 @@ class HttpError extends Error {
 export async function startSimulator (options: SimulatorOptions = {}) {
   const latency = { ...options.latency }
   const faults = { ...options.faults }
+  const faultHits: Record<Endpoint, number> = { llm: 0, image: 0, sentiment: 0, entities: 0 }
   const imageFormat = options.imageFormat ?? 'url'
   const calls: CallRecord[] = []
   const requests: Record<Endpoint | 'metadata' | 'storage', number> = { llm: 0, image: 0, sentiment: 0, entities: 0, metadata: 0, storage: 0 }
@@ -113,6 +114,8 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       const headerFault = req.headers['x-sim-fault']
       let fault = typeof headerFault === 'string' ? parseFault(headerFault) : faults[endpoint] ?? {}
       if (fault.kind !== undefined && fault.kind !== record.kind) fault = {}
+      if (fault.times !== undefined && typeof headerFault !== 'string' && faultHits[endpoint]++ >= fault.times) fault = {}
+      if (fault.quota) fault = { ...fault, status: 429 }
       const answer = fault.status === undefined ? answerFor(endpoint, body, req) : undefined
       const wait = deadline - performance.now() + (fault.delayMs ?? 0)
       if (wait > 0) await sleep(wait, undefined, { signal: controller.signal })
@@ -121,7 +124,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
         req.socket.destroy()
         return
       }
-      if (fault.status !== undefined || answer === undefined) return sendProviderError(res, endpoint, fault.status ?? 500, 'injected fault', fault.retryAfter)
+      if (fault.status !== undefined || answer === undefined) return sendProviderError(res, endpoint, fault.status ?? 500, fault)
       if (fault.malformed) return sendRaw(res, 200, '{"choices": [{"message": {"content": "trunc')
       if (fault.oversizeBytes !== undefined) return sendOversize(res, fault.oversizeBytes)
       if (fault.wrongShape) return send(res, 200, wrongShape(answer))
@@ -129,7 +132,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       send(res, 200, answer)
     } catch (error) {
       if (controller.signal.aborted) return
-      if (error instanceof HttpError) return sendProviderError(res, endpoint, error.status, error.message)
+      if (error instanceof HttpError) return sendProviderError(res, endpoint, error.status, {}, error.message)
       if (error instanceof Error && error.name === 'FaultSpecError') return send(res, 400, { error: { message: error.message } })
       throw error
     }
@@ -216,7 +219,10 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     port: address.port,
     calls,
     stats,
-    setFault (endpoint: Endpoint, fault: Fault | undefined) { faults[endpoint] = fault },
+    setFault (endpoint: Endpoint, fault: Fault | undefined) {
+      faults[endpoint] = fault
+      faultHits[endpoint] = 0
+    },
     setLatency (endpoint: Endpoint, value: Latency | undefined) { latency[endpoint] = value },
     async close () {
       for (const controller of pending) controller.abort()
@@ -322,10 +328,14 @@ function sendRaw (res: ServerResponse, status: number, text: string, headers: Re
 }
 
 // Error bodies in each provider's own format: OpenAI's for llm and image, Google's for language.
-function sendProviderError (res: ServerResponse, endpoint: Endpoint, status: number, message: string, retryAfter?: string) {
-  const headers: Record<string, string> = retryAfter === undefined ? {} : { 'retry-after': retryAfter }
+function sendProviderError (res: ServerResponse, endpoint: Endpoint, status: number, fault: Fault, message = 'injected fault') {
+  const headers: Record<string, string> = {
+    ...(fault.retryAfter === undefined ? {} : { 'retry-after': fault.retryAfter }),
+    ...(fault.retryAfterMs === undefined ? {} : { 'retry-after-ms': fault.retryAfterMs })
+  }
+  const openAiType = fault.quota ? 'insufficient_quota' : status === 429 ? 'rate_limit_exceeded' : 'invalid_request_error'
   const body = endpoint === 'llm' || endpoint === 'image'
-    ? { error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'invalid_request_error', param: null, code: null } }
+    ? { error: { message, type: openAiType, param: null, code: fault.quota ? 'insufficient_quota' : null } }
     : { error: { code: status, message, status: status === 429 ? 'RESOURCE_EXHAUSTED' : 'INVALID_ARGUMENT' } }
   sendRaw(res, status, JSON.stringify(body), headers)
 }
