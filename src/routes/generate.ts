@@ -20,7 +20,14 @@ export interface GenerateRouteOptions {
 const headers = z.looseObject({ 'x-request-timeout-ms': z.coerce.number().int().positive().optional() })
 
 export default async function generateRoutes (app: FastifyInstance, options: GenerateRouteOptions) {
-  app.withTypeProvider<ZodTypeProvider>().post('/generate', { schema: { body: briefSchema, headers }, onRequest: app.inFlight.admit }, async (request, reply) => {
+  app.withTypeProvider<ZodTypeProvider>().post('/generate', {
+    schema: { body: briefSchema, headers },
+    onRequest: app.inFlight.admit,
+    // A backstop only: the in-flight plugin's deadline answers first. Its request.signal is not
+    // used, because Fastify aborts it as soon as a POST body has been read (fastify/fastify#4690,
+    // checked in test/plugins/in-flight.test.ts).
+    handlerTimeout: options.requestTimeoutMs + 1_000
+  }, async (request, reply) => {
     const deadlineMs = Math.min(options.requestTimeoutMs, request.headers['x-request-timeout-ms'] ?? Infinity)
     const signal = app.inFlight.start(reply, deadlineMs)
     return generatePost(request.body, {

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test } from 'node:test'
+import Fastify from 'fastify'
+import { request } from 'undici'
+import errorResponses from '../../src/plugins/error-responses.ts'
+
+// Why plugins/in-flight.ts listens on the reply's close and not on request.signal. If Fastify
+// changes this, the test fails, and request.signal can replace our own controller.
+test('Fastify aborts request.signal once a POST body has been read, with the caller still waiting', async (t) => {
+  const app = Fastify({ handlerTimeout: 5_000 })
+  t.after(() => app.close())
+  app.post('/echo', async (req) => {
+    await sleep(100)
+    return { aborted: req.signal.aborted }
+  })
+  const origin = await app.listen({ port: 0, host: '127.0.0.1' })
+
+  const response = await request(`${origin}/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+
+  assert.deepEqual(await response.body.json(), { aborted: true })
+})
+
+test('handlerTimeout, the backstop deadline, answers 504 upstream_timeout in the documented shape', async (t) => {
+  const app = Fastify({ logger: false })
+  t.after(() => app.close())
+  await app.register(errorResponses)
+  app.post('/slow', { handlerTimeout: 50 }, async () => {
+    await sleep(200)
+    return {}
+  })
+
+  const response = await app.inject({ method: 'POST', url: '/slow', payload: {} })
+
+  assert.equal(response.statusCode, 504)
+  assert.equal(response.json().error.code, 'upstream_timeout')
+})
