@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { request } from 'undici'
+import { freePort, liveEnv } from '../test/spawn.ts'
 import { startProcess, startSimulatorProcess } from './lib/processes.ts'
 import { median } from './lib/sample.ts'
 
@@ -24,21 +25,13 @@ const simulator = await startSimulatorProcess(0, 5_000)
 const results: Array<{ readyMs: number, firstGenerateMs: number }> = []
 try {
   for (let run = 0; run < runs; run++) {
-    const port = 20_000 + Math.floor(Math.random() * 20_000)
+    const port = await freePort()
     const origin = `http://127.0.0.1:${port}`
     const started = performance.now()
     const service = await startProcess(['--import', './dist/telemetry.js', 'dist/server.js'], {
       PORT: String(port),
-      METRICS_PORT: String(port + 1),
-      PROVIDERS: 'live',
-      LLM_BASE_URL: `${simulator.origin}/v1`,
-      LLM_API_KEY: 'bench',
-      LLM_MODEL: 'simulator-llm',
-      IMAGE_BASE_URL: `${simulator.origin}/v1`,
-      IMAGE_API_KEY: 'bench',
-      IMAGE_MODEL: 'simulator-image',
-      LANGUAGE_BASE_URL: simulator.origin,
-      LANGUAGE_API_KEY: 'bench'
+      METRICS_PORT: String(await freePort()),
+      ...liveEnv(simulator.origin)
     }, /(.+)/, false)
     try {
       const ready = await firstOk(async () => {

@@ -1,6 +1,6 @@
 import type { ScenarioResult, Sample } from './scenario.ts'
 
-const COLOURS = ['#1f77b4', '#2ca02c', '#d62728', '#9467bd', '#ff7f0e', '#8c564b']
+const COLOURS = ['#1f77b4', '#2ca02c', '#d62728', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf']
 const PANELS: Array<{ key: keyof Sample, title: string }> = [
   { key: 'rssMiB', title: 'RSS (MiB)' },
   { key: 'upstreamOpenProc', title: 'open upstream connections (/proc)' },
@@ -35,10 +35,15 @@ export function chart (runs: Array<{ label: string, result: ScenarioResult }>, t
       parts.push(`<polyline fill="none" stroke="${COLOURS[runIndex % COLOURS.length]}" stroke-width="1.6" points="${points}"/>`)
     })
   })
-  const legend = runs.map(({ label }, index) =>
-    `<rect x="${MARGIN.left + index * 180}" y="${40 + PANELS.length * PANEL_HEIGHT}" width="12" height="12" fill="${COLOURS[index % COLOURS.length]}"/>` +
-    `<text x="${MARGIN.left + 16 + index * 180}" y="${50 + PANELS.length * PANEL_HEIGHT}" font-size="12">${escape(label)}</text>`).join('')
-  const height = 70 + PANELS.length * PANEL_HEIGHT
+  // Four legend entries a row, so every run is named however many there are.
+  const legendTop = 40 + PANELS.length * PANEL_HEIGHT
+  const legend = runs.map(({ label }, index) => {
+    const x = MARGIN.left + (index % 4) * 170
+    const y = legendTop + Math.floor(index / 4) * 18
+    return `<rect x="${x}" y="${y}" width="12" height="12" fill="${COLOURS[index % COLOURS.length]}"/>` +
+      `<text x="${x + 16}" y="${y + 10}" font-size="12">${escape(label)}</text>`
+  }).join('')
+  const height = legendTop + Math.ceil(runs.length / 4) * 18 + 12
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif">` +
     `<rect width="100%" height="100%" fill="white"/><text x="${MARGIN.left}" y="24" font-size="15" font-weight="bold">${escape(title)}</text>` +
     parts.join('') + legend + '</svg>\n'

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
+import { freePort, liveEnv } from '../../test/spawn.ts'
 
 const ROOT = new URL('../../', import.meta.url).pathname
 
@@ -92,15 +92,7 @@ export async function startVariant (variant: Variant, simulatorOrigin: string, p
     // happen to be the simulator.
     return startProcess([...probe, '--import', './dist/telemetry.js', 'dist/server.js'], {
       PORT: '0',
-      PROVIDERS: 'live',
-      LLM_BASE_URL: `${simulatorOrigin}/v1`,
-      LLM_API_KEY: 'bench',
-      LLM_MODEL: 'simulator-llm',
-      IMAGE_BASE_URL: `${simulatorOrigin}/v1`,
-      IMAGE_API_KEY: 'bench',
-      IMAGE_MODEL: 'simulator-image',
-      LANGUAGE_BASE_URL: simulatorOrigin,
-      LANGUAGE_API_KEY: 'bench',
+      ...liveEnv(simulatorOrigin),
       UPSTREAM_CONNECTIONS: String(pool),
       METRICS_PORT: String(await freePort()),
       ...extraEnv
@@ -109,13 +101,4 @@ export async function startVariant (variant: Variant, simulatorOrigin: string, p
   return startProcess([...probe, 'bench/variants/main.ts', variant], {
     PORT: '0', SIMULATOR_ORIGIN: simulatorOrigin, UPSTREAM_CONNECTIONS: String(pool), ...extraEnv
   }, listening)
-}
-
-async function freePort () {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
 }

@@ -6,6 +6,7 @@ import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/server.ts'
 import { GOOD_BRIEF } from '../helper.ts'
+import { liveEnv } from '../spawn.ts'
 
 /**
  * The app against two simulators over loopback: one plays the LLM and image APIs, the other
@@ -16,15 +17,8 @@ async function stack (t: TestContext, options: { env?: Record<string, string>, l
   const language = await startSimulator(options.language)
   const config = loadConfig({
     LOG_LEVEL: 'silent',
-    PROVIDERS: 'live',
-    LLM_BASE_URL: `${llm.origin}/v1`,
-    LLM_API_KEY: 'sk-test',
-    LLM_MODEL: 'm',
-    IMAGE_BASE_URL: `${llm.origin}/v1`,
-    IMAGE_API_KEY: 'sk-test',
-    IMAGE_MODEL: 'm',
+    ...liveEnv(llm.origin),
     LANGUAGE_BASE_URL: language.origin,
-    LANGUAGE_API_KEY: 'k',
     UPSTREAM_BACKOFF_BASE_MS: '10',
     ...options.env
   })

@@ -5,21 +5,16 @@ import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
 import { startSimulator } from '../../src/simulator/server.ts'
 import { GOOD_BRIEF } from '../helper.ts'
+import { liveEnv } from '../spawn.ts'
 
 test('on Google Cloud: Natural Language gets the metadata token, base64 images go to the bucket, one token fetch serves many calls', async (t) => {
   const simulator = await startSimulator({ imageFormat: 'b64' })
   t.after(() => simulator.close())
   const config = loadConfig({
     LOG_LEVEL: 'silent',
-    PROVIDERS: 'live',
+    ...liveEnv(simulator.origin),
+    LANGUAGE_API_KEY: '',
     GCE_METADATA_HOST: new URL(simulator.origin).host,
-    LLM_BASE_URL: `${simulator.origin}/v1`,
-    LLM_API_KEY: 'sk-llm',
-    LLM_MODEL: 'gpt-4o-mini',
-    IMAGE_BASE_URL: `${simulator.origin}/v1`,
-    IMAGE_API_KEY: 'sk-image',
-    IMAGE_MODEL: 'gpt-image-1',
-    LANGUAGE_BASE_URL: simulator.origin,
     IMAGE_BUCKET: 'posts-images',
     STORAGE_BASE_URL: simulator.origin
   })
