@@ -43,11 +43,16 @@ const envSchema = z.object({
   LLM_BASE_URL: optionalUrl,
   LLM_API_KEY: optionalText,
   LLM_MODEL: optionalText,
+  // A hard cap on what one LLM call can cost, sent as max_completion_tokens.
+  LLM_MAX_COMPLETION_TOKENS: z.coerce.number().int().min(16).max(1_000_000).default(4_096),
   IMAGE_BASE_URL: optionalUrl,
   IMAGE_API_KEY: optionalText,
   IMAGE_MODEL: optionalText,
   IMAGE_SIZE: z.string().regex(/^\d{2,5}x\d{2,5}$/, 'expected WIDTHxHEIGHT, e.g. 1024x1024').default('1024x1024'),
   IMAGE_MAX_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  // Origins an image URL may come from (DALL·E answers with URLs on its own blob storage).
+  IMAGE_URL_ORIGINS: z.string().default('').transform((list) => list.split(',').map((item) => item.trim()).filter(Boolean))
+    .pipe(z.array(z.url({ protocol: /^https?$/ }).transform((url) => new URL(url).origin))),
   LANGUAGE_BASE_URL: optionalUrl,
   LANGUAGE_API_KEY: optionalText,
   KEYWORDS_MAX: z.coerce.number().int().min(1).max(50).default(8),
@@ -109,11 +114,13 @@ export interface UpstreamTarget {
   readonly baseUrl: string
   readonly apiKey: string | undefined
   readonly model: string
+  /** LLM only: the cap sent as max_completion_tokens. */
+  readonly maxCompletionTokens?: number
 }
 
 export interface Upstreams {
   readonly llm: UpstreamTarget
-  readonly image: UpstreamTarget & { readonly size: string, readonly maxBytes: number }
+  readonly image: UpstreamTarget & { readonly size: string, readonly maxBytes: number, readonly urlOrigins: readonly string[] }
   readonly language: Omit<UpstreamTarget, 'model'>
   /** Where base64 images are uploaded, when IMAGE_BUCKET is set. */
   readonly storage: { readonly baseUrl: string, readonly bucket: string } | undefined
@@ -184,16 +191,23 @@ function toConfig (env: Env) {
     },
     // Undefined base URLs mean "the simulator": server.ts fills them in with simulatorUpstreams().
     upstreams: env.PROVIDERS === 'live' ? liveUpstreams(env) : undefined,
-    image: { size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES, model: env.IMAGE_MODEL, bucket: env.IMAGE_BUCKET },
-    llm: { model: env.LLM_MODEL }
+    image: { size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES, model: env.IMAGE_MODEL, bucket: env.IMAGE_BUCKET, urlOrigins: env.IMAGE_URL_ORIGINS },
+    llm: { model: env.LLM_MODEL, maxCompletionTokens: env.LLM_MAX_COMPLETION_TOKENS }
   }
 }
 
 function liveUpstreams (env: Env): Upstreams {
   // superRefine has checked that every LIVE_REQUIRED name is present.
   return {
-    llm: { baseUrl: env.LLM_BASE_URL!, apiKey: env.LLM_API_KEY, model: env.LLM_MODEL! },
-    image: { baseUrl: env.IMAGE_BASE_URL!, apiKey: env.IMAGE_API_KEY, model: env.IMAGE_MODEL!, size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES },
+    llm: { baseUrl: env.LLM_BASE_URL!, apiKey: env.LLM_API_KEY, model: env.LLM_MODEL!, maxCompletionTokens: env.LLM_MAX_COMPLETION_TOKENS },
+    image: {
+      baseUrl: env.IMAGE_BASE_URL!,
+      apiKey: env.IMAGE_API_KEY,
+      model: env.IMAGE_MODEL!,
+      size: env.IMAGE_SIZE,
+      maxBytes: env.IMAGE_MAX_BYTES,
+      urlOrigins: [new URL(env.IMAGE_BASE_URL!).origin, ...(env.IMAGE_BUCKET === undefined ? [] : [new URL(env.STORAGE_BASE_URL ?? 'https://storage.googleapis.com').origin]), ...env.IMAGE_URL_ORIGINS]
+    },
     language: { baseUrl: env.LANGUAGE_BASE_URL ?? 'https://language.googleapis.com', apiKey: env.LANGUAGE_API_KEY },
     storage: env.IMAGE_BUCKET === undefined ? undefined : { baseUrl: env.STORAGE_BASE_URL ?? 'https://storage.googleapis.com', bucket: env.IMAGE_BUCKET },
     metadataHost: onGoogleCloud(env) ? env.GCE_METADATA_HOST ?? 'metadata.google.internal' : undefined
@@ -203,8 +217,8 @@ function liveUpstreams (env: Env): Upstreams {
 /** Upstreams for the bundled simulator, which speaks every provider's wire format on one origin. */
 export function simulatorUpstreams (config: Config, origin: string): Upstreams {
   return deepFreeze({
-    llm: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.llm.model ?? 'simulator-llm' },
-    image: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.image.model ?? 'simulator-image', size: config.image.size, maxBytes: config.image.maxBytes },
+    llm: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.llm.model ?? 'simulator-llm', maxCompletionTokens: config.llm.maxCompletionTokens },
+    image: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.image.model ?? 'simulator-image', size: config.image.size, maxBytes: config.image.maxBytes, urlOrigins: [origin, ...config.image.urlOrigins] },
     language: { baseUrl: origin, apiKey: undefined },
     // The simulator also plays the metadata server and Cloud Storage, so those paths run locally too.
     storage: config.image.bucket === undefined ? undefined : { baseUrl: origin, bucket: config.image.bucket },

@@ -53,7 +53,7 @@ test('PROVIDERS=live requires every provider variable and names each missing one
 
 test('live mode uses the configured providers and never the simulator', () => {
   const config = loadConfig(LIVE)
-  assert.deepEqual(config.upstreams?.llm, { baseUrl: 'https://api.openai.com/v1', apiKey: 'sk-1', model: 'gpt-4o-mini' })
+  assert.deepEqual(config.upstreams?.llm, { baseUrl: 'https://api.openai.com/v1', apiKey: 'sk-1', model: 'gpt-4o-mini', maxCompletionTokens: 4096 })
   assert.equal(config.upstreams?.language.baseUrl, 'https://language.googleapis.com')
 })
 

@@ -11,7 +11,8 @@ import type { Guard } from '../resilience/guard.ts'
 import { stepWarnings } from '../telemetry/instruments.ts'
 import { round, runStep, type Step, type StepTimeouts } from './steps.ts'
 import type { Brief } from './brief.ts'
-import { draftMessages, draftTitle, editMessages, editSchema, imagePrompt, plainText, slugify } from './prompts.ts'
+import { draftMessages, draftTitle, echoesInstructions, editMessages, editSchema, imagePrompt, plainText, slugify } from './prompts.ts'
+import { allowedImage, safeMarkdown, safeText } from './safe-output.ts'
 
 export interface PipelineDeps {
   dispatcher: Dispatcher
@@ -58,7 +59,13 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
 
   async function heroImage (prompt: string, stepSignal: AbortSignal) {
     const image = await generateImage({ ...context, target: upstreams.image, signal: stepSignal }, prompt)
-    if ('url' in image) return image
+    if ('url' in image) {
+      if (allowedImage(image.url, upstreams.image.urlOrigins)) return image
+      throw new ServiceError('upstream_bad_response', {
+        message: 'The image upstream answered with a URL from an origin not in IMAGE_URL_ORIGINS.',
+        details: { upstream: 'image' }
+      })
+    }
     // Current image models answer in base64: with a bucket, the caller gets an object URL instead.
     if (upstreams.storage !== undefined && token !== undefined) {
       return { url: await uploadImage({ ...context, target: upstreams.storage, token, signal: stepSignal }, image.bytes, image.contentType) }
@@ -105,17 +112,21 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
       keywords: [...brief.keywords, ...(keywords.value ?? []).map((keyword) => keyword.text)]
     }), 'blog_post', editSchema))
     const edit = refine.value.value
+    if (echoesInstructions(`${edit.title}\n${edit.metaDescription}\n${edit.body}\n${edit.imageAlt}`)) {
+      throw new ServiceError('upstream_bad_response', { message: 'The LLM answer repeated its instructions.', details: { upstream: 'llm' } })
+    }
     const hero = await image
+    const title = safeText(edit.title)
 
     return {
       id: randomUUID(),
-      title: edit.title,
-      slug: slugify(edit.title),
-      metaDescription: edit.metaDescription,
-      body: edit.body,
-      image: hero.value && { url: hero.value.url, alt: edit.imageAlt },
+      title,
+      slug: slugify(title),
+      metaDescription: safeText(edit.metaDescription),
+      body: safeMarkdown(edit.body, upstreams.image.urlOrigins),
+      image: hero.value && { url: hero.value.url, alt: safeText(edit.imageAlt) },
       sentiment: sentiment.value,
-      keywords: keywords.value ?? [],
+      keywords: (keywords.value ?? []).map((keyword) => ({ ...keyword, text: safeText(keyword.text) })),
       usage: addUsage(draft.value.usage, refine.value.usage),
       timings: {
         draftMs: draft.ms,

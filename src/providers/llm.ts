@@ -44,7 +44,12 @@ export async function complete (call: LlmCall, messages: ChatMessage[], extra: R
       upstream: 'llm',
       url,
       headers: await bearer(call.target.apiKey, call.token),
-      body: { model: call.target.model, messages, ...extra },
+      body: {
+        model: call.target.model,
+        messages,
+        ...(call.target.maxCompletionTokens === undefined ? {} : { max_completion_tokens: call.target.maxCompletionTokens }),
+        ...extra
+      },
       schema: chatCompletion,
       maxResponseBytes: call.maxResponseBytes,
       signal: call.signal,

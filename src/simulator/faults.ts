@@ -27,6 +27,8 @@ export interface Fault {
   retryAfterMs?: string
   /** A 429 that says the quota is exhausted (OpenAI's insufficient_quota), not a rate limit. */
   quota?: boolean
+  /** For llm: content with script tags, javascript: links and foreign images; "echo" also repeats the system prompt. */
+  hostile?: 'markup' | 'echo'
 }
 
 export class FaultSpecError extends Error {
@@ -57,6 +59,10 @@ export function parseFault (spec: string): Fault {
       case 'times': fault.times = integer(key, value, 1, 1_000_000); break
       case 'retry-after-ms': fault.retryAfterMs = required(key, value); break
       case 'quota': fault.quota = true; break
+      case 'hostile':
+        if (value !== undefined && value !== 'markup' && value !== 'echo') throw new FaultSpecError('hostile takes markup or echo')
+        fault.hostile = value ?? 'markup'
+        break
       case 'kind':
         if (value !== 'draft' && value !== 'edit') throw new FaultSpecError('kind takes draft or edit')
         fault.kind = value

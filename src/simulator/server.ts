@@ -53,6 +53,8 @@ export async function startSimulator (options: SimulatorOptions = {}) {
   const faultHits: Record<Endpoint, number> = { llm: 0, image: 0, sentiment: 0, entities: 0 }
   const imageFormat = options.imageFormat ?? 'url'
   const calls: CallRecord[] = []
+  // The last body of each LLM call kind, so tests can read exactly what the service sent.
+  const lastBodies: { draft?: Record<string, unknown>, edit?: Record<string, unknown> } = {}
   const requests: Record<Endpoint | 'metadata' | 'storage', number> = { llm: 0, image: 0, sentiment: 0, entities: 0, metadata: 0, storage: 0 }
   // Uploaded objects, served back at /BUCKET/NAME; the oldest go first past MAX_OBJECTS.
   const objects = new Map<string, { data: Buffer, contentType: string }>()
@@ -110,7 +112,10 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       // provider's: the simulator's own work is part of it, not added on top.
       const deadline = record.startedAt + delayFor(latency[endpoint])
       const body = await readJson(req)
-      if (endpoint === 'llm') record.kind = llmKind(body)
+      if (endpoint === 'llm') {
+        record.kind = llmKind(body)
+        lastBodies[record.kind] = body
+      }
       const headerFault = req.headers['x-sim-fault']
       let fault = typeof headerFault === 'string' ? parseFault(headerFault) : faults[endpoint] ?? {}
       if (fault.kind !== undefined && fault.kind !== record.kind) fault = {}
@@ -128,6 +133,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       if (fault.malformed) return sendRaw(res, 200, '{"choices": [{"message": {"content": "trunc')
       if (fault.oversizeBytes !== undefined) return sendOversize(res, fault.oversizeBytes)
       if (fault.wrongShape) return send(res, 200, wrongShape(answer))
+      if (fault.hostile !== undefined && endpoint === 'llm') return send(res, 200, hostile(answer, body, fault.hostile))
       if (fault.reset === 'body' || fault.hangBody) return sendHalf(res, JSON.stringify(answer), fault.reset === 'body')
       send(res, 200, answer)
     } catch (error) {
@@ -218,6 +224,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     origin,
     port: address.port,
     calls,
+    lastBodies,
     stats,
     setFault (endpoint: Endpoint, fault: Fault | undefined) {
       faults[endpoint] = fault
@@ -246,6 +253,27 @@ function wrongShape (answer: Record<string, unknown>) {
   const choices = answer.choices as Array<{ message: { content: string } }> | undefined
   if (choices?.[0] !== undefined) return { ...answer, choices: [{ ...choices[0], message: { role: 'assistant', content: '{"headline":"?"}' } }] }
   return { unexpected: true }
+}
+
+const HOSTILE_MARKDOWN = '\n\n<script>alert(1)</script><img src=x onerror="alert(2)">\n\n' +
+  '[click me](javascript:alert(3)) [data](data:text/html,<b>x</b>) [encoded](jav&#x61;script:alert(4)) <javascript:alert(5)>\n\n' +
+  '![tracker](https://evil.example/pixel.png) [a real link](https://example.com/page)\n\n<!-- hidden -->'
+
+// What a compromised or prompt-injected model might answer: markup, script links, foreign images,
+// and with "echo" its own system prompt.
+function hostile (answer: Record<string, unknown>, request: Record<string, unknown>, mode: 'markup' | 'echo') {
+  const choices = answer.choices as Array<{ message: { content: string } }>
+  const content = choices[0]!.message.content
+  const system = String((request.messages as Array<{ role: string, content: string }>).find((m) => m.role === 'system')?.content ?? '')
+  const extra = HOSTILE_MARKDOWN + (mode === 'echo' ? `\n\n${system}` : '')
+  let changed: string
+  try {
+    const edit = JSON.parse(content) as Record<string, string>
+    changed = JSON.stringify({ ...edit, title: `<b>${edit.title}</b><script>x()</script>`, body: `${edit.body}${extra}`, imageAlt: `${edit.imageAlt}" onload="x()` })
+  } catch {
+    changed = content + extra
+  }
+  return { ...answer, choices: [{ ...choices[0], message: { role: 'assistant', content: changed } }] }
 }
 
 function chatCompletion (body: Record<string, unknown>) {

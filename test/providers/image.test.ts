@@ -4,7 +4,7 @@ import { dataUrl, generateImage } from '../../src/providers/image.ts'
 import { pngImage } from '../../src/simulator/images.ts'
 import { capture, mockUpstream, UPSTREAM_ORIGIN } from '../helper.ts'
 
-const target = { baseUrl: `${UPSTREAM_ORIGIN}/v1`, apiKey: 'sk-img', model: 'gpt-image-test', size: '1024x1024', maxBytes: 10_000 }
+const target = { baseUrl: `${UPSTREAM_ORIGIN}/v1`, apiKey: 'sk-img', model: 'gpt-image-test', size: '1024x1024', maxBytes: 10_000, urlOrigins: [] }
 const path = '/v1/images/generations'
 
 test('generateImage posts {model, prompt, n: 1, size} and returns data[0].url', async (t) => {

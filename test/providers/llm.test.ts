@@ -104,3 +104,13 @@ test('without an API key the service account token is sent as the bearer (Vertex
 
   assert.equal(seen[0]?.headers.authorization, 'Bearer ya29.token')
 })
+
+test('the completion cap is sent as max_completion_tokens', async (t) => {
+  const { agent, pool } = mockUpstream(t)
+  const { seen, reply } = capture(200, completion('a draft'))
+  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(reply)
+
+  await complete({ dispatcher: agent, target: { ...target, maxCompletionTokens: 512 }, maxResponseBytes: 1e6 }, messages)
+
+  assert.equal(seen[0]?.body.max_completion_tokens, 512)
+})

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { safeMarkdown, safeText } from '../../src/generation/safe-output.ts'
+import { GOOD_BRIEF, startStack } from '../helper.ts'
+
+const ORIGINS = ['https://images.example']
+
+test('safeMarkdown removes raw HTML and keeps only http(s) links and images from allowed origins', () => {
+  const input = [
+    '# Title', '<script>alert(1)</script>text after', '<img src=x onerror="alert(2)">',
+    '[ok](https://example.com/a) [bad](javascript:alert(3)) [enc](jav&#x61;script:x) [ws]( java\tscript:x)',
+    '[data](data:text/html,hi) <https://example.com/auto> <javascript:alert(5)>',
+    '![mine](https://images.example/a.png) ![theirs](https://evil.example/p.png)',
+    '[ref]: javascript:alert(6)', '<!-- comment --> a < b'
+  ].join('\n')
+
+  const output = safeMarkdown(input, ORIGINS)
+
+  assert.doesNotMatch(output, /<script|<img|onerror|javascript:|jav&#x61;|data:text|evil\.example|<!--/i)
+  assert.match(output, /\[ok\]\(https:\/\/example\.com\/a\)/)
+  assert.match(output, /\[https:\/\/example\.com\/auto\]\(https:\/\/example\.com\/auto\)/)
+  assert.match(output, /!\[mine\]\(https:\/\/images\.example\/a\.png\)/)
+  assert.match(output, /text after/)
+  assert.match(output, /bad enc/)
+  assert.match(output, /a &lt; b/)
+})
+
+test('safeText leaves no markup in titles and alt text', () => {
+  assert.equal(safeText('<b>Bold</b> <script>x()</script>title " onload="x()'), 'Bold x()title " onload="x()')
+  assert.doesNotMatch(safeText('a <img src=x onerror=y> b'), /[<>]/)
+})
+
+test('hostile upstream output (script tags, javascript: links, foreign images) never reaches the caller', async (t) => {
+  const { app } = await startStack(t, { simulator: { faults: { llm: { hostile: 'markup' } } } })
+
+  const response = await app.inject({ method: 'POST', url: '/generate', payload: GOOD_BRIEF })
+
+  assert.equal(response.statusCode, 200)
+  const post = response.json()
+  const everything = JSON.stringify(post)
+  assert.doesNotMatch(everything, /<script|<img|<b>|onerror|javascript:|jav&#x61;|data:text|evil\.example/i)
+  assert.match(post.body, /\[a real link\]\(https:\/\/example\.com\/page\)/, 'ordinary links survive')
+})
+
+test('an answer that repeats the system prompt is refused, never passed on', async (t) => {
+  const { app } = await startStack(t, { simulator: { faults: { llm: { hostile: 'echo', kind: 'edit' } } } })
+
+  const response = await app.inject({ method: 'POST', url: '/generate', payload: GOOD_BRIEF })
+
+  assert.equal(response.statusCode, 502)
+  assert.equal(response.json().error.code, 'upstream_bad_response')
+  assert.doesNotMatch(response.body, /You (write|edit) blog posts/)
+})
