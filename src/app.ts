@@ -6,6 +6,7 @@ import type { Config, Upstreams } from './config.ts'
 import { loggerOptions } from './logger.ts'
 import { createTokenSource } from './providers/google-token.ts'
 import accessLog from './plugins/access-log.ts'
+import auth from './plugins/auth.ts'
 import errorResponses from './plugins/error-responses.ts'
 import inFlight from './plugins/in-flight.ts'
 import loadShedding from './plugins/load-shedding.ts'
@@ -54,7 +55,8 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
   await app.register(upstreamPool, { ...config.pool, dispatcher })
   await app.register(upstreamGuard, config.guard)
   await app.register(loadShedding, config.load)
-  await app.register(inFlight, { maxConcurrent: config.load.maxConcurrentRequests })
+  await app.register(auth, { ...config.auth, perMinute: config.rateLimit.perMinute })
+  await app.register(inFlight, { maxConcurrent: config.load.maxConcurrentRequests, maxPerCaller: config.rateLimit.concurrent })
   await app.register(healthRoutes)
   const { metadataHost } = upstreams
   await app.register(generateRoutes, {

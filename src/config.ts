@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { parseApiKeys } from './auth/api-keys.ts'
 
 const MS = z.coerce.number().int().positive()
 const optionalText = z.string().trim().min(1).optional()
@@ -84,6 +85,14 @@ const envSchema = z.object({
   BREAKER_FAILURE_RATIO: z.coerce.number().min(0.01).max(1).default(0.5),
   BREAKER_OPEN_MS: MS.default(5_000),
   MAX_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).default(100),
+  // A second gate inside the service, behind Cloud Run's IAM. Live mode must choose one.
+  AUTH_MODE: z.enum(['none', 'api-key', 'google-id-token']).optional(),
+  AUTH_API_KEYS: z.string().optional(),
+  AUTH_AUDIENCE: optionalText,
+  AUTH_ALLOWED_SERVICE_ACCOUNTS: z.string().default('').transform((list) => list.split(',').map((item) => item.trim()).filter(Boolean)),
+  AUTH_JWKS_URL: z.url({ protocol: /^https?$/ }).default('https://www.googleapis.com/oauth2/v3/certs'),
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(60),
+  RATE_LIMIT_CONCURRENT: z.coerce.number().int().min(1).default(10),
   MAX_EVENT_LOOP_DELAY_MS: MS.default(1_000),
   MAX_HEAP_USED_RATIO: z.coerce.number().min(0.1).max(1).default(0.9),
   // Cloud Logging links a log line to its trace only as projects/PROJECT/traces/TRACE_ID.
@@ -92,7 +101,18 @@ const envSchema = z.object({
   SIMULATOR_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
   SIMULATOR_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0)
 }).superRefine((env, ctx) => {
+  if (env.AUTH_MODE === 'api-key' && env.AUTH_API_KEYS === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['AUTH_API_KEYS'], message: 'required when AUTH_MODE=api-key (name:sha256hex, comma-separated)' })
+  }
+  if (env.AUTH_MODE === 'api-key' && env.AUTH_API_KEYS !== undefined) {
+    try { parseApiKeys(env.AUTH_API_KEYS) } catch (error) { ctx.addIssue({ code: 'custom', path: ['AUTH_API_KEYS'], message: (error as Error).message }) }
+  }
+  if (env.AUTH_MODE === 'google-id-token') {
+    if (env.AUTH_AUDIENCE === undefined) ctx.addIssue({ code: 'custom', path: ['AUTH_AUDIENCE'], message: 'required when AUTH_MODE=google-id-token' })
+    if (env.AUTH_ALLOWED_SERVICE_ACCOUNTS?.length === 0) ctx.addIssue({ code: 'custom', path: ['AUTH_ALLOWED_SERVICE_ACCOUNTS'], message: 'required when AUTH_MODE=google-id-token' })
+  }
   if (env.PROVIDERS === 'live') {
+    if (env.AUTH_MODE === undefined) ctx.addIssue({ code: 'custom', path: ['AUTH_MODE'], message: 'required when PROVIDERS=live: none (behind IAM), api-key or google-id-token' })
     for (const name of requiredLiveVariables(env)) {
       if (env[name] === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'required when PROVIDERS=live' })
     }
@@ -184,6 +204,14 @@ function toConfig (env: Env) {
       breakerFailureRatio: env.BREAKER_FAILURE_RATIO,
       breakerOpenMs: env.BREAKER_OPEN_MS
     },
+    auth: {
+      mode: env.AUTH_MODE ?? 'none',
+      apiKeys: env.AUTH_MODE === 'api-key' ? parseApiKeys(env.AUTH_API_KEYS ?? '') : [],
+      audience: env.AUTH_AUDIENCE,
+      allowedServiceAccounts: env.AUTH_ALLOWED_SERVICE_ACCOUNTS,
+      jwksUrl: env.AUTH_JWKS_URL
+    },
+    rateLimit: { perMinute: env.RATE_LIMIT_PER_MINUTE, concurrent: env.RATE_LIMIT_CONCURRENT },
     load: {
       maxConcurrentRequests: env.MAX_CONCURRENT_REQUESTS,
       maxEventLoopDelayMs: env.MAX_EVENT_LOOP_DELAY_MS,

@@ -4,8 +4,11 @@
  */
 export const catalogue = {
   invalid_request: { status: 400, message: 'The request is invalid.' },
+  unauthenticated: { status: 401, message: 'A valid credential is required.' },
+  forbidden: { status: 403, message: 'This caller is not allowed to use the service.' },
   not_found: { status: 404, message: 'No such route.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
+  rate_limited: { status: 429, message: 'Too many requests from this caller; retry later.' },
   unsupported_media_type: { status: 415, message: 'The request body must be application/json.' },
   internal_error: { status: 500, message: 'Something went wrong on our side.' },
   upstream_error: { status: 502, message: 'An upstream answered with an error status.' },

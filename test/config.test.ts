@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, simulatorUpstreams } from '../src/config.ts'
 
 const LIVE = {
   PROVIDERS: 'live',
+  AUTH_MODE: 'none',
   LLM_BASE_URL: 'https://api.openai.com/v1',
   LLM_API_KEY: 'sk-1',
   LLM_MODEL: 'gpt-4o-mini',

@@ -58,6 +58,7 @@ export async function freePort () {
 export function liveEnv (origin: string) {
   return {
     PROVIDERS: 'live',
+    AUTH_MODE: 'none',
     LLM_BASE_URL: `${origin}/v1`,
     LLM_API_KEY: 'sk-test-llm-SECRET-1f3a',
     LLM_MODEL: 'simulator-llm',

@@ -9,8 +9,9 @@ declare module 'fastify' {
   }
 }
 
-function createInFlight (maxConcurrent: number) {
+function createInFlight (maxConcurrent: number, maxPerCaller: number) {
   const controllers = new Set<AbortController>()
+  const perCaller = new Map<string, number>()
   let admitted = 0
   return {
     get size () { return controllers.size },
@@ -22,8 +23,20 @@ function createInFlight (maxConcurrent: number) {
       if (admitted >= maxConcurrent) {
         throw new ServiceError('overloaded', { details: { reason: 'concurrency' }, headers: { 'retry-after': '1' } })
       }
+      // One authenticated caller cannot take every slot: its own concurrent generations are capped.
+      const caller = request.caller
+      const mine = perCaller.get(caller) ?? 0
+      if (caller !== '' && mine >= maxPerCaller) {
+        throw new ServiceError('rate_limited', { message: `At most ${maxPerCaller} concurrent generations per caller.`, headers: { 'retry-after': '1' } })
+      }
       admitted++
-      reply.raw.once('close', () => { admitted-- })
+      perCaller.set(caller, mine + 1)
+      reply.raw.once('close', () => {
+        admitted--
+        const left = (perCaller.get(caller) ?? 1) - 1
+        if (left === 0) perCaller.delete(caller)
+        else perCaller.set(caller, left)
+      })
     },
     /**
      * A signal that aborts when the caller leaves, when the deadline passes, or at abortAll().
@@ -49,8 +62,8 @@ function createInFlight (maxConcurrent: number) {
   }
 }
 
-async function inFlight (app: FastifyInstance, options: { maxConcurrent: number }) {
-  app.decorate('inFlight', createInFlight(options.maxConcurrent))
+async function inFlight (app: FastifyInstance, options: { maxConcurrent: number, maxPerCaller: number }) {
+  app.decorate('inFlight', createInFlight(options.maxConcurrent, options.maxPerCaller))
   let closing = false
   // Our own 503 instead of Fastify's return503OnClosing, whose body is not the documented shape.
   app.addHook('preClose', async () => { closing = true })

@@ -22,7 +22,8 @@ const headers = z.looseObject({ 'x-request-timeout-ms': z.coerce.number().int().
 export default async function generateRoutes (app: FastifyInstance, options: GenerateRouteOptions) {
   app.withTypeProvider<ZodTypeProvider>().post('/generate', {
     schema: { body: briefSchema, headers },
-    onRequest: app.inFlight.admit,
+    onRequest: [app.authenticate, app.inFlight.admit],
+    config: { rateLimit: {} },
     // A backstop only: the in-flight plugin's deadline answers first. Its request.signal is not
     // used, because Fastify aborts it as soon as a POST body has been read (fastify/fastify#4690,
     // checked in test/plugins/in-flight.test.ts).

@@ -48,6 +48,7 @@ test('pointed at an independent server that speaks the public wire formats, PROV
   const config = loadConfig({
     LOG_LEVEL: 'silent',
     PROVIDERS: 'live',
+    AUTH_MODE: 'none',
     LLM_BASE_URL: `${providers.origin}/openai/v1`,
     LLM_API_KEY: 'sk-live',
     LLM_MODEL: 'gpt-4o-mini',
