@@ -65,6 +65,7 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
     maxResponseBytes: config.pool.maxResponseBytes,
     requestTimeoutMs: config.requestTimeoutMs,
     stepTimeoutsMs: config.stepTimeoutsMs,
+    logPrompts: config.logPrompts,
     token: metadataHost === undefined ? undefined : createTokenSource({ dispatcher: () => app.upstream, metadataHost })
   })
   return app

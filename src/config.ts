@@ -97,6 +97,8 @@ const envSchema = z.object({
   MAX_HEAP_USED_RATIO: z.coerce.number().min(0.1).max(1).default(0.9),
   // Cloud Logging links a log line to its trace only as projects/PROJECT/traces/TRACE_ID.
   GOOGLE_CLOUD_PROJECT: optionalText,
+  // For debugging only: log every prompt sent to the LLM (credentials are still redacted).
+  LOG_PROMPTS: z.stringbool().default(false),
   LOG_REDACT_HEADERS: z.string().default('').transform((list) => list.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean)),
   SIMULATOR_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
   SIMULATOR_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0)
@@ -177,6 +179,7 @@ function toConfig (env: Env) {
     keywordsMax: env.KEYWORDS_MAX,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     log: { googleCloudProject: env.GOOGLE_CLOUD_PROJECT, redactHeaders: env.LOG_REDACT_HEADERS },
+    logPrompts: env.LOG_PROMPTS,
     pool: {
       connections: env.UPSTREAM_CONNECTIONS,
       connectTimeoutMs: env.UPSTREAM_CONNECT_TIMEOUT_MS,

@@ -5,7 +5,7 @@ import { ServiceError } from '../errors.ts'
 import type { TokenSource } from '../providers/google-token.ts'
 import { dataUrl, generateImage } from '../providers/image.ts'
 import { analyzeSentiment, extractKeywords } from '../providers/language.ts'
-import { complete, completeStructured, type TokenUsage } from '../providers/llm.ts'
+import { complete, completeStructured, type ChatMessage, type TokenUsage } from '../providers/llm.ts'
 import { uploadImage } from '../providers/storage.ts'
 import type { Guard } from '../resilience/guard.ts'
 import { stepWarnings } from '../telemetry/instruments.ts'
@@ -22,6 +22,7 @@ export interface PipelineDeps {
   /** The service account's token, on Google Cloud: for upstreams configured without a key. */
   token?: TokenSource | undefined
   guard?: Guard | undefined
+  logPrompt?: ((messages: ChatMessage[]) => void) | undefined
   signal: AbortSignal
   /** The request's deadline (epoch ms), and each step's own limit within it. */
   deadlineAt: number
@@ -54,7 +55,7 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
 
   const { dispatcher, upstreams, token, guard, deadlineAt } = deps
   const context = { dispatcher, guard, deadlineAt }
-  const llm = { ...context, target: upstreams.llm, maxResponseBytes: deps.maxResponseBytes, token }
+  const llm = { ...context, target: upstreams.llm, maxResponseBytes: deps.maxResponseBytes, token, logPrompt: deps.logPrompt }
   const language = { ...context, target: upstreams.language, maxResponseBytes: deps.maxResponseBytes, token }
 
   async function heroImage (prompt: string, stepSignal: AbortSignal) {

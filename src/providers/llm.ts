@@ -20,6 +20,8 @@ export interface LlmCall extends CallContext {
   maxResponseBytes: number
   /** Used when the target has no API key: Vertex AI takes the service account's token. */
   token?: (() => Promise<string>) | undefined
+  /** LOG_PROMPTS: called with every prompt before it is sent. */
+  logPrompt?: ((messages: ChatMessage[]) => void) | undefined
 }
 
 const tokenCount = z.number().int().nonnegative()
@@ -32,8 +34,17 @@ const chatCompletion = z.object({
   usage: z.object({ prompt_tokens: tokenCount, completion_tokens: tokenCount, total_tokens: tokenCount })
 })
 
+// Caller text is capped by the request schema and a draft by max_completion_tokens, so a prompt
+// above this is a model answering far beyond its cap: refused before it is paid for twice.
+const MAX_PROMPT_CHARS = 128 * 1024
+
 export async function complete (call: LlmCall, messages: ChatMessage[], extra: Record<string, unknown> = {}) {
   const url = `${trimSlash(call.target.baseUrl)}/chat/completions`
+  const promptChars = messages.reduce((total, message) => total + message.content.length, 0)
+  if (promptChars > MAX_PROMPT_CHARS) {
+    throw new ServiceError('upstream_bad_response', { message: `The prompt would be ${promptChars} characters, above ${MAX_PROMPT_CHARS}.`, details: { upstream: 'llm' } })
+  }
+  call.logPrompt?.(messages)
   // GenAI semantic conventions; "openai" names the wire format, which every supported server speaks.
   const attributes = { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'openai', 'gen_ai.request.model': call.target.model, 'server.address': target(url).hostname }
   const start = performance.now()

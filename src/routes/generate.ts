@@ -14,6 +14,7 @@ export interface GenerateRouteOptions {
   requestTimeoutMs: number
   stepTimeoutsMs: StepTimeouts
   token: TokenSource | undefined
+  logPrompts: boolean
 }
 
 // A caller may shorten its deadline, never lengthen it past REQUEST_TIMEOUT_MS.
@@ -39,6 +40,7 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
       maxResponseBytes: options.maxResponseBytes,
       token: options.token,
       signal,
+      logPrompt: options.logPrompts ? (messages) => request.log.info({ prompt: messages }, 'LLM prompt (LOG_PROMPTS)') : undefined,
       deadlineAt: Date.now() + deadlineMs,
       stepTimeoutsMs: options.stepTimeoutsMs
     })

@@ -42,3 +42,26 @@ test('logs are Cloud Logging JSON with an httpRequest access line, and no config
   }
   assert.equal(stdout.includes(GOOD_BRIEF.topic), false, 'no prompt or generated text in the logs by default')
 })
+
+test('LOG_PROMPTS=true logs each prompt for debugging, with credentials still redacted', async (t) => {
+  const simulator = await startSimulator()
+  t.after(() => simulator.close())
+  const env = { ...liveEnv(simulator.origin), METRICS_PORT: String(await freePort()), LOG_PROMPTS: 'true' }
+  const server = startServerProcess(t, { args: PRODUCTION_ARGS, env })
+  const origin = await server.listening
+
+  const response = await request(`${origin}/generate`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer caller-SECRET-e5f6' }, body: JSON.stringify(GOOD_BRIEF)
+  })
+  await response.body.dump()
+  process.kill(server.child.pid!, 'SIGTERM')
+  await server.exited
+
+  const { stdout, stderr } = server.output()
+  const prompts = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line)).filter((line) => line.message === 'LLM prompt (LOG_PROMPTS)')
+  assert.equal(prompts.length, 2, 'the draft and the edit prompt')
+  assert.ok(stdout.includes(GOOD_BRIEF.topic))
+  for (const secret of [env.LLM_API_KEY, env.IMAGE_API_KEY, env.LANGUAGE_API_KEY, 'caller-SECRET-e5f6']) {
+    assert.equal(stdout.includes(secret) || stderr.includes(secret), false, `${secret} is not in the output`)
+  }
+})
