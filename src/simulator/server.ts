@@ -1,9 +1,10 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { countTokens, editDraft, writeDraft, type EditMaterial, type SimBrief } from './content.ts'
+import { chatCompletion, hostile, llmKind, wrongShape } from './chat.ts'
 import { parseFault, type Endpoint, type Fault } from './faults.ts'
-import { imageId, pngImage, svgImage } from './images.ts'
+import { HttpError, readBytes, readJson, send, sendBytes, sendHalf, sendOversize, sendProviderError, sendRaw, serveImage } from './http.ts'
+import { imageId, pngImage } from './images.ts'
 import { extractEntities } from './keywords.ts'
 import { analyzeSentiment } from './sentiment.ts'
 
@@ -34,18 +35,9 @@ const ROUTES: Record<string, Endpoint> = {
   '/v1/documents:analyzeSentiment': 'sentiment',
   '/v1/documents:analyzeEntities': 'entities'
 }
-const MAX_REQUEST_BYTES = 10 * 1024 * 1024
 const MAX_CALL_RECORDS = 1_000
 const MAX_OBJECTS = 100
 const METADATA_TOKEN_PATH = '/computeMetadata/v1/instance/service-accounts/default/token'
-
-class HttpError extends Error {
-  readonly status: number
-  constructor (status: number, message: string) {
-    super(message)
-    this.status = status
-  }
-}
 
 export async function startSimulator (options: SimulatorOptions = {}) {
   const latency = { ...options.latency }
@@ -241,78 +233,6 @@ export async function startSimulator (options: SimulatorOptions = {}) {
 
 export type Simulator = Awaited<ReturnType<typeof startSimulator>>
 
-type ResponseFormat = { type?: string, json_schema?: { schema?: { properties?: Record<string, unknown> } } } | undefined
-
-function llmKind (body: Record<string, unknown>) {
-  const format = body.response_format as ResponseFormat
-  return format?.type === 'json_schema' || format?.type === 'json_object' ? 'edit' : 'draft'
-}
-
-// Valid JSON in a shape no client expects: an edit whose fields are missing, or an empty answer.
-function wrongShape (answer: Record<string, unknown>) {
-  const choices = answer.choices as Array<{ message: { content: string } }> | undefined
-  if (choices?.[0] !== undefined) return { ...answer, choices: [{ ...choices[0], message: { role: 'assistant', content: '{"headline":"?"}' } }] }
-  return { unexpected: true }
-}
-
-const HOSTILE_MARKDOWN = '\n\n<script>alert(1)</script><img src=x onerror="alert(2)">\n\n' +
-  '[click me](javascript:alert(3)) [data](data:text/html,<b>x</b>) [encoded](jav&#x61;script:alert(4)) <javascript:alert(5)>\n\n' +
-  '![tracker](https://evil.example/pixel.png) [a real link](https://example.com/page)\n\n<!-- hidden -->'
-
-// What a compromised or prompt-injected model might answer: markup, script links, foreign images,
-// and with "echo" its own system prompt.
-function hostile (answer: Record<string, unknown>, request: Record<string, unknown>, mode: 'markup' | 'echo') {
-  const choices = answer.choices as Array<{ message: { content: string } }>
-  const content = choices[0]!.message.content
-  const system = String((request.messages as Array<{ role: string, content: string }>).find((m) => m.role === 'system')?.content ?? '')
-  const extra = HOSTILE_MARKDOWN + (mode === 'echo' ? `\n\n${system}` : '')
-  let changed: string
-  try {
-    const edit = JSON.parse(content) as Record<string, string>
-    changed = JSON.stringify({ ...edit, title: `<b>${edit.title}</b><script>x()</script>`, body: `${edit.body}${extra}`, imageAlt: `${edit.imageAlt}" onload="x()` })
-  } catch {
-    changed = content + extra
-  }
-  return { ...answer, choices: [{ ...choices[0], message: { role: 'assistant', content: changed } }] }
-}
-
-function chatCompletion (body: Record<string, unknown>) {
-  const messages = body.messages
-  if (typeof body.model !== 'string') throw new HttpError(400, 'model is required')
-  if (!Array.isArray(messages) || messages.length === 0) throw new HttpError(400, 'messages must be a non-empty array')
-  const prompt = messages.map((message: { content?: unknown }) => String(message?.content ?? '')).join('\n')
-  const lastUser = String(messages.findLast((message: { role?: unknown }) => message?.role === 'user')?.content ?? '')
-  const format = body.response_format as ResponseFormat
-
-  let content: string
-  if (llmKind(body) === 'edit') {
-    const material = dataBlock<EditMaterial>(lastUser, 'material') ?? { brief: { topic: lastUser.slice(0, 200) }, draft: lastUser }
-    const properties = Object.keys(format?.json_schema?.schema?.properties ?? { title: 1, metaDescription: 1, body: 1, imageAlt: 1 })
-    content = JSON.stringify(editDraft(material, properties))
-  } else {
-    content = writeDraft(dataBlock<SimBrief>(lastUser, 'brief') ?? { topic: lastUser.slice(0, 200) || 'an untitled topic' })
-  }
-  const usage = { prompt_tokens: countTokens(prompt), completion_tokens: countTokens(content) }
-  return {
-    id: `chatcmpl-sim-${imageId(content).slice(0, 12)}`,
-    object: 'chat.completion',
-    created: Math.floor(Date.now() / 1000),
-    model: body.model,
-    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
-    usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens }
-  }
-}
-
-function dataBlock<T> (text: string, tag: string): T | undefined {
-  const match = new RegExp(`<${tag}>\\s*([\\s\\S]*?)\\s*</${tag}>`).exec(text)
-  if (match === null) return undefined
-  try {
-    return JSON.parse(match[1]!) as T
-  } catch {
-    return undefined
-  }
-}
-
 function documentOf (body: Record<string, unknown>) {
   const document = body.document as { type?: unknown, content?: unknown, language?: unknown } | undefined
   if (document?.type !== 'PLAIN_TEXT' || typeof document.content !== 'string' || document.content === '') {
@@ -324,88 +244,4 @@ function documentOf (body: Record<string, unknown>) {
 function delayFor (latency: Latency | undefined) {
   if (latency === undefined) return 0
   return latency.fixedMs + Math.random() * latency.jitterMs
-}
-
-async function readBytes (req: IncomingMessage) {
-  let size = 0
-  const chunks: Buffer[] = []
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > MAX_REQUEST_BYTES) throw new HttpError(413, 'request too large')
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
-}
-
-async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
-  const bytes = await readBytes(req)
-  try {
-    const value: unknown = JSON.parse(bytes.toString('utf8'))
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>
-  } catch {}
-  throw new HttpError(400, 'body must be a JSON object')
-}
-
-function send (res: ServerResponse, status: number, value: unknown) {
-  sendRaw(res, status, JSON.stringify(value))
-}
-
-function sendRaw (res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}) {
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
-  res.end(text)
-}
-
-// Error bodies in each provider's own format: OpenAI's for llm and image, Google's for language.
-function sendProviderError (res: ServerResponse, endpoint: Endpoint, status: number, fault: Fault, message = 'injected fault') {
-  const headers: Record<string, string> = {
-    ...(fault.retryAfter === undefined ? {} : { 'retry-after': fault.retryAfter }),
-    ...(fault.retryAfterMs === undefined ? {} : { 'retry-after-ms': fault.retryAfterMs })
-  }
-  const openAiType = fault.quota ? 'insufficient_quota' : status === 429 ? 'rate_limit_exceeded' : 'invalid_request_error'
-  const body = endpoint === 'llm' || endpoint === 'image'
-    ? { error: { message, type: openAiType, param: null, code: fault.quota ? 'insufficient_quota' : null } }
-    : { error: { code: status, message, status: status === 429 ? 'RESOURCE_EXHAUSTED' : 'INVALID_ARGUMENT' } }
-  sendRaw(res, status, JSON.stringify(body), headers)
-}
-
-function sendHalf (res: ServerResponse, text: string, reset: boolean) {
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
-  res.write(text.slice(0, Math.floor(text.length / 2)))
-  if (reset) setImmediate(() => res.socket?.destroy())
-}
-
-function sendOversize (res: ServerResponse, bytes: number) {
-  // Streamed in chunks with backpressure, so a 50 MB answer does not cost the simulator 50 MB.
-  const head = '{"padding":"'
-  const tail = '"}'
-  const total = Math.max(bytes, head.length + tail.length)
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': total })
-  res.write(head)
-  let remaining = total - head.length - tail.length
-  const chunk = Buffer.alloc(64 * 1024, 'x')
-  const pump = () => {
-    while (remaining > 0) {
-      const size = Math.min(remaining, chunk.length)
-      remaining -= size
-      if (!res.write(chunk.subarray(0, size))) {
-        res.once('drain', pump)
-        return
-      }
-    }
-    res.end(tail)
-  }
-  pump()
-}
-
-function sendBytes (res: ServerResponse, data: Buffer, contentType: string) {
-  res.writeHead(200, { 'content-type': contentType, 'content-length': data.length })
-  res.end(data)
-}
-
-function serveImage (pathname: string, res: ServerResponse) {
-  const match = /^\/__sim\/images\/([a-f0-9]{16,64})\.svg$/.exec(pathname)
-  if (match === null) return send(res, 404, { error: { message: 'no such image' } })
-  const svg = svgImage(match[1]!)
-  res.writeHead(200, { 'content-type': 'image/svg+xml', 'content-length': Buffer.byteLength(svg), 'cache-control': 'public, max-age=31536000, immutable' })
-  res.end(svg)
 }
