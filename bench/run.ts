@@ -69,13 +69,14 @@ const medians = (variant: string) => {
   const list = of(variant)
   return {
     requestsPerS: median(list.map((r) => r.requestsPerS)),
+    cpuUsPerRequest: median(list.map((r) => r.cpuUsPerRequest)),
     p50: median(list.map((r) => r.latencyMs.p50)),
     p99: median(list.map((r) => r.latencyMs.p99))
   }
 }
 
 const row = (label: string, r: ScenarioResult) =>
-  `| ${label} | ${r.requests} | ${r.requestsPerS} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.non2xx + r.errors} | ` +
+  `| ${label} | ${r.requests} | ${r.requestsPerS} | ${r.cpuUsPerRequest} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.non2xx + r.errors} | ` +
   `${r.upstream.peakSimulator} / ${r.upstream.maxSampledProc} | ${r.upstream.openAfterLoad} / ${r.upstream.openAfterShutdown} | ` +
   `${r.fds.idle} → ${r.fds.afterLoad} | ${r.rssMiB.first} → ${r.rssMiB.last} (max ${r.rssMiB.max}) | ${r.exitCode} |`
 
@@ -88,8 +89,8 @@ const lines = [
   `${new Date().toISOString()} · Node ${process.version} · ${base.connections} connections · ` +
     `${base.amount ?? `${base.durationS} s`} per run · upstream latency ${base.latencyMs} ms · pool ${base.pool} · runs ${runs}`,
   '',
-  '| run | requests | req/s | p50 ms | p99 ms | errors | upstream peak (sim / proc) | upstream open after load / after shutdown | fds idle → after | RSS MiB first → last | exit |',
-  '|---|---|---|---|---|---|---|---|---|---|---|',
+  '| run | requests | req/s | CPU µs/request | p50 ms | p99 ms | errors | upstream peak (sim / proc) | upstream open after load / after shutdown | fds idle → after | RSS MiB first → last | exit |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ...results.map(({ label, result }) => row(label, result))
 ]
 
@@ -97,7 +98,7 @@ if (values.compare) {
   const service = medians('service')
   const reference = medians('reference')
   const ratio = (a: number, b: number) => (b === 0 ? 0 : Math.round((a / b) * 100) / 100)
-  lines.push('', `Medians of ${runs} run(s), service / reference: throughput **${ratio(service.requestsPerS, reference.requestsPerS)}×** ` +
+  lines.push('', `Medians of ${runs} run(s), service / reference: CPU per request ${service.cpuUsPerRequest} vs ${reference.cpuUsPerRequest} µs; throughput **${ratio(service.requestsPerS, reference.requestsPerS)}×** ` +
     `(target ≥ 0.85), p50 **${ratio(service.p50, reference.p50)}×**, p99 **${ratio(service.p99, reference.p99)}×** (target ≤ 1.25).`)
   const leaky = of('leaky')[0]!
   lines.push('', `The leaky variant, ${leaky.requests} requests: upstream connections open after the load ${leaky.upstream.openAfterLoad} ` +
@@ -108,7 +109,8 @@ if (values['telemetry-cost']) {
   const on = medians('service')
   const off = medians('service-telemetry-off')
   lines.push('', `Medians of ${runs} run(s), telemetry on / off: throughput **${(on.requestsPerS / off.requestsPerS).toFixed(2)}×** ` +
-    `(${on.requestsPerS} vs ${off.requestsPerS} req/s; target ≥ 0.90), p99 ${on.p99} vs ${off.p99} ms.`)
+    `(${on.requestsPerS} vs ${off.requestsPerS} req/s; target ≥ 0.90), CPU per request **${(on.cpuUsPerRequest / off.cpuUsPerRequest).toFixed(2)}×** ` +
+    `(${on.cpuUsPerRequest} vs ${off.cpuUsPerRequest} µs), p99 ${on.p99} vs ${off.p99} ms.`)
 }
 
 if (values.soak) {

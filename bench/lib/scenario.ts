@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import { startSimulatorProcess, startVariant, type Variant } from './processes.ts'
-import { percentile, procConnections, simulatorStats } from './sample.ts'
+import { percentile, procConnections, processCpuMs, simulatorStats } from './sample.ts'
 
 export interface ScenarioOptions {
   variant: Variant
@@ -104,11 +104,15 @@ export async function runScenario (options: ScenarioOptions) {
       })
     }, 1_000)
     let result: autocannon.Result
+    const cpuBefore = processCpuMs(target.pid)
     try {
       result = await load(url, options, (ms) => second.push(ms))
     } finally {
       clearInterval(sampler)
     }
+    // CPU per request is steadier than throughput on a shared 2-core machine: it does not depend
+    // on how much CPU the driver and the simulator happened to leave the service.
+    const cpuMsUsed = processCpuMs(target.pid) - cpuBefore
 
     await sleep(SETTLE_MS)
     const afterFds = target.probes.at(-1)?.fds ?? 0
@@ -123,6 +127,7 @@ export async function runScenario (options: ScenarioOptions) {
       options: { durationS: options.durationS, amount: options.amount, connections: options.connections, latencyMs: options.latencyMs, pool: options.pool },
       requests: result.requests.total,
       requestsPerS: round(result.requests.total / result.duration),
+      cpuUsPerRequest: Math.round((cpuMsUsed * 1000) / Math.max(1, result.requests.total)),
       latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max },
       non2xx: result.non2xx,
       errors: result.errors,
