@@ -6,7 +6,7 @@ import { chart } from './lib/chart.ts'
 import { median } from './lib/sample.ts'
 import { runScenario, type ScenarioOptions, type ScenarioResult } from './lib/scenario.ts'
 
-const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0] [--pool 64] [--runs 1]
+const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0] [--pool 64] [--runs 1] [--rate REQ_PER_S]
                      [--compare [--leaky-requests 2000]] [--soak] [--telemetry-cost] [--name NAME]
   --compare  this service, a minimal reference (bare Fastify + one Agent) and the incident's pattern
   --soak     the service alone, 10 minutes by default, forcing a GC every 30 s to read the heap
@@ -17,6 +17,7 @@ const { values } = parseArgs({
     duration: { type: 'string' },
     connections: { type: 'string', default: '50' },
     latency: { type: 'string', default: '0' },
+    rate: { type: 'string' },
     pool: { type: 'string', default: '64' },
     runs: { type: 'string', default: '1' },
     compare: { type: 'boolean', default: false },
@@ -45,6 +46,7 @@ const base: Omit<ScenarioOptions, 'variant'> = {
   connections: positive('connections', values.connections),
   latencyMs: positive('latency', values.latency),
   pool: positive('pool', values.pool),
+  ...(values.rate === undefined ? {} : { rate: positive('rate', values.rate) }),
   log: (line) => console.error(`[bench] ${line}`),
   ...(values.soak ? { gcEveryMs: 30_000 } : {})
 }

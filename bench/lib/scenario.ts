@@ -13,6 +13,8 @@ export interface ScenarioOptions {
   connections: number
   latencyMs: number
   pool: number
+  /** A fixed overall request rate instead of as fast as the service answers. */
+  rate?: number
   gcEveryMs?: number
   env?: Record<string, string>
   log?: (line: string) => void
@@ -50,6 +52,7 @@ function load (url: string, options: ScenarioOptions, onResponse?: (ms: number) 
       connections: options.connections,
       duration: options.durationS,
       ...(options.amount === undefined ? {} : { amount: options.amount }),
+      ...(options.rate === undefined ? {} : { overallRate: options.rate }),
       timeout: 30
     }, (error, result) => error ? reject(error) : resolve(result))
     if (onResponse !== undefined) instance.on('response', (_client, _status, _bytes, ms) => onResponse(ms))
