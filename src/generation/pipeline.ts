@@ -92,6 +92,7 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   }
 
   let image: Promise<{ value: { url: string } | null, ms: number | null }> = Promise.resolve({ value: null, ms: null })
+  let settled = false
   try {
     const draft = await timed('draft', (stepSignal) => complete({ ...llm, signal: stepSignal }, draftMessages(brief)))
     const text = draft.value.content
@@ -117,6 +118,7 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
       throw new ServiceError('upstream_bad_response', { message: 'The LLM answer repeated its instructions.', details: { upstream: 'llm' } })
     }
     const hero = await image
+    settled = true
     const title = safeText(edit.title)
 
     return {
@@ -141,13 +143,12 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
     }
   } finally {
     deps.signal.removeEventListener('abort', abort)
-    // On failure the image call may still be running: stop it, and wait so nothing outlives the request.
-    controller.abort(new Error('pipeline finished'))
+    // On failure the image call may still be running: stop it, and wait so nothing outlives the
+    // request. On success everything has settled, and there is nothing to abort.
+    if (!settled) controller.abort(new Error('pipeline failed'))
     await image
   }
 }
-
-export type Post = Awaited<ReturnType<typeof generatePost>>
 
 function toWarning (step: OptionalStep, error: unknown): Warning {
   if (error instanceof ServiceError) return { step, code: error.code, message: error.message }

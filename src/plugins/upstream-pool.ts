@@ -33,7 +33,7 @@ function lookupUnlessInvalid (hostname: string, options: LookupOptions, callback
   lookup(hostname, options, callback)
 }
 
-export function createUpstreamAgent (options: Omit<UpstreamPoolOptions, 'dispatcher'>) {
+function createUpstreamAgent (options: Omit<UpstreamPoolOptions, 'dispatcher'>) {
   return new Agent({
     connections: options.connections,
     connect: { timeout: options.connectTimeoutMs, lookup: lookupUnlessInvalid },

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Endpoint, Fault } from './faults.ts'
 import { svgImage } from './images.ts'
 
-export const MAX_REQUEST_BYTES = 10 * 1024 * 1024
+const MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
 export class HttpError extends Error {
   readonly status: number
