@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
-import { metrics, ValueType } from '@opentelemetry/api'
+import { metrics, ValueType, type Context } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http'
@@ -26,6 +28,20 @@ export interface TelemetryOverrides {
   spanProcessors?: SpanProcessor[]
 }
 
+/**
+ * The SDK's default context manager without its EventEmitter patching. On Node 24 the active
+ * context already follows every await and callback (AsyncContextFrame); patching emitters
+ * re-wraps every listener added to every request and response in a closure that re-enters the
+ * context, and gives each of those objects its own copies of on/once/removeListener. Without it,
+ * the span tree and the trace ids on every log line (access line, auth failure, validation error)
+ * are unchanged: test/telemetry/traces.test.ts checks both. Functions are still bound.
+ */
+class PromiseContextManager extends AsyncLocalStorageContextManager {
+  override bind<T> (context: Context, target: T): T {
+    return target instanceof EventEmitter ? target : super.bind(context, target)
+  }
+}
+
 function serviceVersion () {
   // src/ and dist/ both sit one level below package.json.
   const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -45,6 +61,7 @@ export function startTelemetry (config: TelemetryConfig, overrides: TelemetryOve
       'service.instance.id': randomUUID()
     }),
     autoDetectResources: true,
+    contextManager: new PromiseContextManager(),
     // The GCP detector asks the metadata server, which exists only on Google Cloud.
     resourceDetectors: config.onGoogleCloud ? [gcpDetector] : [],
     metricReaders: [prometheus],
@@ -65,7 +82,9 @@ export function startTelemetry (config: TelemetryConfig, overrides: TelemetryOve
           request.socket.localPort === config.metricsPort || NOT_OURS.test(request.url ?? '')
       }),
       new UndiciInstrumentation(),
-      new FastifyOtelInstrumentation({ registerOnInitialization: true }),
+      // The request span and the handler span; not one span per lifecycle hook (a dozen per
+      // request, each wrapped in its own context switch).
+      new FastifyOtelInstrumentation({ registerOnInitialization: true, instrumentHooks: false }),
       new RuntimeNodeInstrumentation({ monitoringPrecision: 10 })
     ]
   })

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
 import { request } from 'undici'
 import { startSimulator } from '../../src/simulator/server.ts'
 import { GOOD_BRIEF } from '../helper.ts'
-import { freePort, liveEnv, startServerProcess } from '../spawn.ts'
+import { freePort, liveEnv, PRODUCTION_ARGS, startServerProcess } from '../spawn.ts'
 
 interface CapturedSpan { name: string, kind: number, traceId: string, spanId: string, parentSpanId?: string, attributes: Record<string, unknown> }
 const SERVER = 1
@@ -56,4 +57,58 @@ test('one trace per request under ESM: server span, a span per step, undici clie
   assert.equal(access['logging.googleapis.com/trace'], `projects/test-project/traces/${root.traceId}`)
   assert.match(access['logging.googleapis.com/spanId'], /^[0-9a-f]{16}$/)
   assert.equal(access['logging.googleapis.com/trace_sampled'], true)
+})
+
+test('every log line of a request carries the caller\'s trace, whichever phase wrote it: prompts mid-pipeline, auth failure, bad JSON, invalid brief, access lines', async (t) => {
+  // The context manager does not patch request and response emitters (src/telemetry/sdk.ts); this
+  // checks that lines written after the body is read, in hooks and deep in the pipeline, still
+  // find the request's span.
+  const simulator = await startSimulator()
+  t.after(() => simulator.close())
+  const server = startServerProcess(t, {
+    args: PRODUCTION_ARGS,
+    env: {
+      ...liveEnv(simulator.origin),
+      METRICS_PORT: String(await freePort()),
+      GOOGLE_CLOUD_PROJECT: 'test-project',
+      AUTH_MODE: 'api-key',
+      AUTH_API_KEYS: `blog:${createHash('sha256').update('key-blog').digest('hex')}`,
+      LOG_PROMPTS: 'true'
+    }
+  })
+  const origin = await server.listening
+
+  const cases = [
+    { name: 'ok', key: 'key-blog', body: JSON.stringify(GOOD_BRIEF), status: 200, messages: ['LLM prompt (LOG_PROMPTS)', 'LLM prompt (LOG_PROMPTS)', 'request completed'] },
+    { name: 'no credential', key: undefined, body: JSON.stringify(GOOD_BRIEF), status: 401, messages: ['A valid credential is required.', 'request completed'] },
+    { name: 'bad JSON', key: 'key-blog', body: '{"topic":', status: 400, messages: ['request completed'] },
+    { name: 'invalid brief', key: 'key-blog', body: JSON.stringify({ topic: 42 }), status: 400, messages: ['request completed'] }
+  ]
+  const traceIds = new Map<string, string>()
+  for (const [index, item] of cases.entries()) {
+    const traceId = createHash('sha256').update(item.name).digest('hex').slice(0, 32)
+    traceIds.set(traceId, item.name)
+    const response = await request(`${origin}/generate`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        traceparent: `00-${traceId}-${String(index + 1).padStart(16, '0')}-01`,
+        ...(item.key === undefined ? {} : { 'x-api-key': item.key })
+      },
+      body: item.body
+    })
+    assert.equal(response.statusCode, item.status, item.name)
+    await response.body.dump()
+  }
+  await sleep(200)
+
+  const lines = server.output().stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>)
+  const requestLines = lines.filter((line) => line.requestId !== undefined)
+  for (const line of requestLines) {
+    assert.match(String(line['logging.googleapis.com/trace']), /^projects\/test-project\/traces\/[0-9a-f]{32}$/, `trace on "${line.message}"`)
+  }
+  for (const [traceId, name] of traceIds) {
+    const own = requestLines.filter((line) => line['logging.googleapis.com/trace'] === `projects/test-project/traces/${traceId}`)
+    assert.deepEqual(own.map((line) => line.message).sort(), cases.find((item) => item.name === name)!.messages.sort(), name)
+  }
 })
