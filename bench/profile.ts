@@ -1,0 +1,169 @@
+// npm run bench:profile [-- --duration 20 --connections 50 --rate REQ_PER_S --runs 1]: where the
+// service's CPU goes, telemetry on and off. Starts the simulator and the service (the build, with
+// the telemetry preload) as separate processes, the service under `node --cpu-prof`; loads it with
+// autocannon; stops both by PID; then charges every profile sample taken during the load to the
+// package whose code was running and prints CPU µs per request for each.
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import autocannon from 'autocannon'
+import { freePort, liveEnv } from '../test/spawn.ts'
+import { startProcess, startSimulatorProcess } from './lib/processes.ts'
+import { median } from './lib/sample.ts'
+
+const { values } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '20' },
+    connections: { type: 'string', default: '50' },
+    rate: { type: 'string' },
+    runs: { type: 'string', default: '1' },
+    pool: { type: 'string', default: '64' },
+    // 200 µs rather than V8's 1 ms: five times the samples for the same load.
+    interval: { type: 'string', default: '200' }
+  }
+})
+const durationS = Number(values.duration)
+const connections = Number(values.connections)
+const runs = Number(values.runs)
+const rate = values.rate === undefined ? undefined : Number(values.rate)
+const BRIEF = JSON.stringify({ topic: 'connection pooling in Node.js', audience: 'backend engineers', keywords: ['undici'] })
+
+interface ProfileNode { id: number, callFrame: { functionName: string, url: string }, children?: number[] }
+interface CpuProfile { nodes: ProfileNode[], startTime: number, samples: number[], timeDeltas: number[] }
+
+const TELEMETRY = /^(?:@opentelemetry\/|@fastify\/otel$|require-in-the-middle$|import-in-the-middle$)/
+
+/** The package a frame's code belongs to: `node_modules/<name>`, or the service's own build. */
+function owner (url: string) {
+  const match = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)
+  if (match !== null) return match[1]!
+  return url.includes('/dist/') ? 'service code (dist/)' : url
+}
+
+/**
+ * CPU µs by owner for the samples between `fromUs` and `toUs` (CLOCK_MONOTONIC, the clock both V8's
+ * profile timestamps and process.hrtime read). A sample in Node's own code or in native code is
+ * charged to the nearest JavaScript caller outside Node (so `new URL()` called by an
+ * instrumentation counts for the instrumentation); garbage collection is its own line.
+ */
+function attribute (profile: CpuProfile, fromUs: number, toUs: number) {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]))
+  const parent = new Map<number, number>()
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id)
+  const totals = new Map<string, number>()
+  let at = profile.startTime
+  for (let index = 0; index < profile.samples.length; index++) {
+    at += profile.timeDeltas[index] ?? 0
+    // A sample's time delta is the time since the previous one: the CPU it stands for.
+    const weight = profile.timeDeltas[index] ?? 0
+    if (at < fromUs || at > toUs) continue
+    let node = byId.get(profile.samples[index]!)
+    const leaf = node?.callFrame.functionName
+    if (leaf === '(idle)') continue
+    let key = leaf === '(garbage collector)' ? 'garbage collection' : 'Node and V8 (no JavaScript caller)'
+    while (node !== undefined) {
+      const { url } = node.callFrame
+      if (url !== '' && !url.startsWith('node:')) {
+        key = owner(url)
+        break
+      }
+      const up = parent.get(node.id)
+      node = up === undefined ? undefined : byId.get(up)
+    }
+    totals.set(key, (totals.get(key) ?? 0) + weight)
+  }
+  return totals
+}
+
+function load (url: string, seconds: number) {
+  return new Promise<autocannon.Result>((resolve, reject) => {
+    autocannon({
+      url,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: BRIEF,
+      connections,
+      duration: seconds,
+      timeout: 30,
+      ...(rate === undefined ? {} : { overallRate: rate })
+    }, (error, result) => error ? reject(error) : resolve(result))
+  })
+}
+
+async function profileOnce (telemetry: boolean) {
+  const directory = mkdtempSync(join(tmpdir(), 'content-engine-profile-'))
+  const simulator = await startSimulatorProcess(0, 60_000)
+  try {
+    const service = await startProcess(
+      ['--cpu-prof', '--cpu-prof-interval', values.interval, '--cpu-prof-dir', directory, '--import', './dist/telemetry.js', 'dist/server.js'],
+      {
+        PORT: '0',
+        ...liveEnv(simulator.origin),
+        UPSTREAM_CONNECTIONS: values.pool,
+        METRICS_PORT: String(await freePort()),
+        ...(telemetry ? {} : { OTEL_SDK_DISABLED: 'true' })
+      },
+      /Server listening at (http:\/\/127\.0\.0\.1:\d+)/
+    )
+    const url = `${service.origin}/generate`
+    await load(url, 3)
+    const from = Number(process.hrtime.bigint() / 1000n)
+    const result = await load(url, durationS)
+    const to = Number(process.hrtime.bigint() / 1000n)
+    // The profile is written when the process exits.
+    await service.stop()
+    const file = readdirSync(directory).find((name) => name.endsWith('.cpuprofile'))
+    if (file === undefined) throw new Error('the service wrote no CPU profile')
+    const profile = JSON.parse(readFileSync(join(directory, file), 'utf8')) as CpuProfile
+    const errors = result.non2xx + result.errors + result.timeouts
+    if (errors > 0) throw new Error(`${errors} failed requests: the profile would not describe a healthy service`)
+    const perRequest = new Map([...attribute(profile, from, to)].map(([key, us]) => [key, us / result.requests.total]))
+    return { requestsPerS: result.requests.total / result.duration, perRequest }
+  } finally {
+    await simulator.stop()
+    rmSync(directory, { recursive: true, force: true })
+  }
+}
+
+const on: Array<Awaited<ReturnType<typeof profileOnce>>> = []
+const off: typeof on = []
+for (let run = 1; run <= runs; run++) {
+  console.error(`[profile] run ${run}: telemetry on`)
+  on.push(await profileOnce(true))
+  console.error(`[profile] run ${run}: telemetry off`)
+  off.push(await profileOnce(false))
+}
+
+const keys = new Set([...on, ...off].flatMap(({ perRequest }) => [...perRequest.keys()]))
+const med = (list: typeof on, key: string) => median(list.map(({ perRequest }) => perRequest.get(key) ?? 0))
+const rows = [...keys].map((key) => ({ key, on: med(on, key), off: med(off, key) }))
+const telemetryRows = rows.filter(({ key }) => TELEMETRY.test(key)).sort((a, b) => b.on - a.on)
+const otherRows = rows.filter(({ key }) => !TELEMETRY.test(key)).sort((a, b) => b.on - a.on)
+const sum = (list: typeof rows, side: 'on' | 'off') => list.reduce((total, row) => total + row[side], 0)
+const fixed = (value: number) => value.toFixed(1)
+const busyOn = sum(rows, 'on')
+const busyOff = sum(rows, 'off')
+
+const lines = [
+  '# profile',
+  '',
+  `${new Date().toISOString()} · Node ${process.version} · ${connections} connections · ${rate === undefined ? 'as fast as it answers' : `${rate} req/s`} · ` +
+    `${durationS} s per run · runs ${runs} · sampling every ${values.interval} µs`,
+  '',
+  `Main-thread CPU per request, medians of ${runs} run(s), from \`node --cpu-prof\` during the load (the profiler itself slows the service; compare rows, not absolute figures with \`npm run bench\`).`,
+  `Throughput under the profiler: ${fixed(median(on.map((r) => r.requestsPerS)))} req/s with telemetry, ${fixed(median(off.map((r) => r.requestsPerS)))} without.`,
+  '',
+  '| where | telemetry on, µs/request | telemetry off, µs/request |',
+  '|---|---|---|',
+  ...telemetryRows.map(({ key, on, off }) => `| ${key} | ${fixed(on)} | ${fixed(off)} |`),
+  `| **all telemetry packages** | **${fixed(sum(telemetryRows, 'on'))}** | **${fixed(sum(telemetryRows, 'off'))}** |`,
+  ...otherRows.slice(0, 12).map(({ key, on, off }) => `| ${key} | ${fixed(on)} | ${fixed(off)} |`),
+  `| everything else | ${fixed(sum(otherRows.slice(12), 'on'))} | ${fixed(sum(otherRows.slice(12), 'off'))} |`,
+  `| **busy in all** | **${fixed(busyOn)}** | **${fixed(busyOff)}** (on / off **${(busyOn / busyOff).toFixed(2)}×**) |`
+]
+const reports = new URL('./reports/', import.meta.url)
+mkdirSync(reports, { recursive: true })
+writeFileSync(new URL('profile.md', reports), lines.join('\n') + '\n')
+console.log(lines.join('\n'))
+console.log('\nReport: bench/reports/profile.md')
