@@ -2,6 +2,8 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { z } from 'zod'
 import { catalogue, isServiceError, type ErrorBody, type ErrorCode } from '../errors.ts'
+import { logCallerGone } from './access-log.ts'
+import { CallerGone } from './in-flight.ts'
 
 // Fastify's own client errors, by code, into the catalogue.
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -23,6 +25,12 @@ function errorResponses (app: FastifyInstance) {
   app.setNotFoundHandler((request, reply) => send(request, reply, 'not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`))
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    // Nobody is left to answer, and leaving is the caller's right, not our error: one access line
+    // (status 499) instead of an error, and an empty reply so that Fastify finishes the request.
+    if (error instanceof CallerGone) {
+      logCallerGone(request, reply)
+      return reply.code(499).send()
+    }
     if (isServiceError(error)) {
       request.log.warn({ err: error, code: error.code }, error.message)
       reply.headers(error.headers)

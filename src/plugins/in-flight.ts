@@ -2,6 +2,14 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { ServiceError } from '../errors.ts'
 
+/** The reason a request's work is aborted when its caller closes the connection first. */
+export class CallerGone extends Error {
+  override name = 'CallerGone'
+  constructor () {
+    super('the caller closed the connection')
+  }
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** Requests being generated: each one's signal, and the means to stop them all at shutdown. */
@@ -52,7 +60,7 @@ function createInFlight (maxConcurrent: number, maxPerCaller: number) {
       reply.raw.once('close', () => {
         clearTimeout(timer)
         controllers.delete(controller)
-        if (!reply.raw.writableFinished) controller.abort(new Error('the caller closed the connection'))
+        if (!reply.raw.writableFinished) controller.abort(new CallerGone())
       })
       return controller.signal
     },

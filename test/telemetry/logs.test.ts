@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
 import { request } from 'undici'
 import { startSimulator } from '../../src/simulator/server.ts'
@@ -64,4 +65,27 @@ test('LOG_PROMPTS=true logs each prompt for debugging, with credentials still re
   for (const secret of [env.LLM_API_KEY, env.IMAGE_API_KEY, env.LANGUAGE_API_KEY, 'caller-SECRET-e5f6']) {
     assert.equal(stdout.includes(secret) || stderr.includes(secret), false, `${secret} is not in the output`)
   }
+})
+
+test('a caller that leaves mid-request gets one access line with status 499, at INFO, and no error line', async (t) => {
+  const simulator = await startSimulator({ latency: { llm: { fixedMs: 2_000, jitterMs: 0 } } })
+  t.after(() => simulator.close())
+  const server = startServerProcess(t, { args: PRODUCTION_ARGS, env: { ...liveEnv(simulator.origin), METRICS_PORT: String(await freePort()) } })
+  const origin = await server.listening
+
+  const controller = new AbortController()
+  const pending = request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(GOOD_BRIEF), signal: controller.signal })
+  for (let i = 0; i < 200 && simulator.calls.length === 0; i++) await sleep(5)
+  controller.abort()
+  await assert.rejects(pending)
+  process.kill(server.child.pid!, 'SIGTERM')
+  await server.exited
+
+  const lines = server.output().stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { severity: string, message: string, httpRequest?: { status: number, latency: string } })
+  const access = lines.filter((line) => line.httpRequest !== undefined)
+  assert.equal(access.length, 1, 'one access line for the request')
+  assert.equal(access[0]!.httpRequest!.status, 499)
+  assert.equal(access[0]!.severity, 'INFO')
+  assert.match(access[0]!.httpRequest!.latency, /^\d+\.\d{3}s$/)
+  assert.deepEqual(lines.filter((line) => line.severity === 'ERROR' || line.severity === 'CRITICAL'), [])
 })
