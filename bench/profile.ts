@@ -34,10 +34,13 @@ interface CpuProfile { nodes: ProfileNode[], startTime: number, samples: number[
 
 const TELEMETRY = /^(?:@opentelemetry\/|@fastify\/otel$|require-in-the-middle$|import-in-the-middle$)/
 
-/** The package a frame's code belongs to: `node_modules/<name>`, or the service's own build. */
+/**
+ * The package a frame's code belongs to: the innermost `node_modules/<name>` (sdk-node carries its
+ * own copy of sdk-metrics, for one), or the service's own build.
+ */
 function owner (url: string) {
-  const match = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)
-  if (match !== null) return match[1]!
+  const match = [...url.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)/g)].at(-1)
+  if (match !== undefined) return match[1]!
   return url.includes('/dist/') ? 'service code (dist/)' : url
 }
 
