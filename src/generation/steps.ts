@@ -1,4 +1,4 @@
-import { SpanStatusCode, trace } from '@opentelemetry/api'
+import { SpanStatusCode, trace, type Span } from '@opentelemetry/api'
 import { ServiceError } from '../errors.ts'
 import { stepDuration } from '../telemetry/instruments.ts'
 
@@ -11,30 +11,37 @@ export const round = (ms: number) => Math.round(ms * 10) / 10
 /**
  * Runs one step in its own span (the parent of its upstream calls), timed in ms and in the
  * metric, with its own timeout: never longer than what is left of the request's deadline.
+ * Under a span that is not being recorded (no exporter configured, or a trace the sampler left
+ * out) the parent-based sampler would not record the step's span either, so none is made: the
+ * upstream calls then carry the caller's trace context as it came.
  */
 export async function runStep<T> (step: Step, parent: AbortSignal, timeoutMs: number, run: (signal: AbortSignal) => Promise<T>) {
-  return tracer.startActiveSpan(`pipeline ${step}`, async (span): Promise<{ value: T, ms: number }> => {
-    const start = performance.now()
-    const controller = new AbortController()
-    const onAbort = () => controller.abort(parent.reason)
-    parent.addEventListener('abort', onAbort, { once: true })
-    const timer = setTimeout(() => controller.abort(new ServiceError('upstream_timeout', {
-      message: `The ${step} step did not finish within ${Math.round(timeoutMs)} ms.`,
-      details: { step }
-    })), Math.max(0, timeoutMs))
-    let outcome = 'ok'
-    try {
-      parent.throwIfAborted()
-      return { value: await run(controller.signal), ms: round(performance.now() - start) }
-    } catch (error) {
-      outcome = 'error'
-      span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof ServiceError ? error.code : 'error' })
-      throw error
-    } finally {
-      clearTimeout(timer)
-      parent.removeEventListener('abort', onAbort)
-      stepDuration.record((performance.now() - start) / 1000, { 'content_engine.step': step, 'content_engine.outcome': outcome })
-      span.end()
-    }
-  })
+  const active = trace.getActiveSpan()
+  if (active !== undefined && !active.isRecording()) return await timed(step, parent, timeoutMs, run)
+  return await tracer.startActiveSpan(`pipeline ${step}`, (span) => timed(step, parent, timeoutMs, run, span))
+}
+
+async function timed<T> (step: Step, parent: AbortSignal, timeoutMs: number, run: (signal: AbortSignal) => Promise<T>, span?: Span) {
+  const start = performance.now()
+  const controller = new AbortController()
+  const onAbort = () => controller.abort(parent.reason)
+  parent.addEventListener('abort', onAbort, { once: true })
+  const timer = setTimeout(() => controller.abort(new ServiceError('upstream_timeout', {
+    message: `The ${step} step did not finish within ${Math.round(timeoutMs)} ms.`,
+    details: { step }
+  })), Math.max(0, timeoutMs))
+  let outcome = 'ok'
+  try {
+    parent.throwIfAborted()
+    return { value: await run(controller.signal), ms: round(performance.now() - start) }
+  } catch (error) {
+    outcome = 'error'
+    span?.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof ServiceError ? error.code : 'error' })
+    throw error
+  } finally {
+    clearTimeout(timer)
+    parent.removeEventListener('abort', onAbort)
+    stepDuration.record((performance.now() - start) / 1000, { 'content_engine.step': step, 'content_engine.outcome': outcome })
+    span?.end()
+  }
 }

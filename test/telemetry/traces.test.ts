@@ -112,3 +112,30 @@ test('every log line of a request carries the caller\'s trace, whichever phase w
     assert.deepEqual(own.map((line) => line.message).sort(), cases.find((item) => item.name === name)!.messages.sort(), name)
   }
 })
+
+test('a trace the caller did not sample: nothing recorded, every upstream call still carries its trace id, unsampled', async (t) => {
+  const simulator = await startSimulator()
+  t.after(() => simulator.close())
+  const server = startServerProcess(t, {
+    args: ['--import', './test/telemetry/capture-spans.ts', 'dist/server.js'],
+    env: { ...liveEnv(simulator.origin), METRICS_PORT: String(await freePort()), OTEL_TRACES_SAMPLER_ARG: '1' },
+    fd3: true
+  })
+  const spans: CapturedSpan[] = []
+  createInterface({ input: server.child.stdio[3] as NodeJS.ReadableStream }).on('line', (line) => spans.push(JSON.parse(line)))
+  const origin = await server.listening
+
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const response = await request(`${origin}/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-00f067aa0ba902b7-00` },
+    body: JSON.stringify(GOOD_BRIEF)
+  })
+  assert.equal(response.statusCode, 200)
+  await response.body.dump()
+  await sleep(200)
+
+  assert.deepEqual(spans.filter((span) => span.traceId === traceId), [], 'the sampler honours the caller\'s decision')
+  const upstream = simulator.calls.map((call) => /^00-([0-9a-f]{32})-[0-9a-f]{16}-(0[01])$/.exec(String(call.headers.traceparent))?.slice(1))
+  assert.deepEqual(upstream, Array(5).fill([traceId, '00']))
+})
