@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { createInterface } from 'node:readline'
+import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
 import { request } from 'undici'
@@ -59,7 +60,7 @@ test('one trace per request under ESM: server span, a span per step, undici clie
   assert.equal(access['logging.googleapis.com/trace_sampled'], true)
 })
 
-test('every log line of a request carries the caller\'s trace, whichever phase wrote it: prompts mid-pipeline, auth failure, bad JSON, invalid brief, access lines', async (t) => {
+test('every log line of a request carries the caller\'s trace, whichever phase wrote it: prompts mid-pipeline, auth failure, bad JSON, invalid brief, bodies in two packets, access lines', async (t) => {
   // The context manager does not patch request and response emitters (src/telemetry/sdk.ts); this
   // checks that lines written after the body is read, in hooks and deep in the pipeline, still
   // find the request's span.
@@ -82,8 +83,16 @@ test('every log line of a request carries the caller\'s trace, whichever phase w
     { name: 'ok', key: 'key-blog', body: JSON.stringify(GOOD_BRIEF), status: 200, messages: ['LLM prompt (LOG_PROMPTS)', 'LLM prompt (LOG_PROMPTS)', 'request completed'] },
     { name: 'no credential', key: undefined, body: JSON.stringify(GOOD_BRIEF), status: 401, messages: ['A valid credential is required.', 'request completed'] },
     { name: 'bad JSON', key: 'key-blog', body: '{"topic":', status: 400, messages: ['request completed'] },
-    { name: 'invalid brief', key: 'key-blog', body: JSON.stringify({ topic: 42 }), status: 400, messages: ['request completed'] }
+    { name: 'invalid brief', key: 'key-blog', body: JSON.stringify({ topic: 42 }), status: 400, messages: ['request completed'] },
+    // Bodies that arrive in two writes 30 ms apart, read in callbacks of their own.
+    { name: 'ok, in two packets', key: 'key-blog', body: JSON.stringify(GOOD_BRIEF), split: true, status: 200, messages: ['LLM prompt (LOG_PROMPTS)', 'LLM prompt (LOG_PROMPTS)', 'request completed'] },
+    { name: 'bad JSON, in two packets', key: 'key-blog', body: '{"topic": "connection pooling", ', split: true, status: 400, messages: ['request completed'] }
   ]
+  async function * twoPackets (body: string) {
+    yield body.slice(0, 10)
+    await sleep(30)
+    yield body.slice(10)
+  }
   const traceIds = new Map<string, string>()
   for (const [index, item] of cases.entries()) {
     const traceId = createHash('sha256').update(item.name).digest('hex').slice(0, 32)
@@ -95,7 +104,7 @@ test('every log line of a request carries the caller\'s trace, whichever phase w
         traceparent: `00-${traceId}-${String(index + 1).padStart(16, '0')}-01`,
         ...(item.key === undefined ? {} : { 'x-api-key': item.key })
       },
-      body: item.body
+      body: item.split === true ? Readable.from(twoPackets(item.body)) : item.body
     })
     assert.equal(response.statusCode, item.status, item.name)
     await response.body.dump()
