@@ -7,10 +7,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import autocannon from 'autocannon'
-import { freePort, liveEnv } from '../test/spawn.ts'
-import { startProcess, startSimulatorProcess } from './lib/processes.ts'
+import { startSimulatorProcess, startVariant } from './lib/processes.ts'
 import { median } from './lib/sample.ts'
+import { load } from './lib/scenario.ts'
 
 const { values } = parseArgs({
   options: {
@@ -27,7 +26,7 @@ const durationS = Number(values.duration)
 const connections = Number(values.connections)
 const runs = Number(values.runs)
 const rate = values.rate === undefined ? undefined : Number(values.rate)
-const BRIEF = JSON.stringify({ topic: 'connection pooling in Node.js', audience: 'backend engineers', keywords: ['undici'] })
+const pool = Number(values.pool)
 
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string }, children?: number[] }
 interface CpuProfile { nodes: ProfileNode[], startTime: number, samples: number[], timeDeltas: number[] }
@@ -79,40 +78,18 @@ function attribute (profile: CpuProfile, fromUs: number, toUs: number) {
   return totals
 }
 
-function load (url: string, seconds: number) {
-  return new Promise<autocannon.Result>((resolve, reject) => {
-    autocannon({
-      url,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: BRIEF,
-      connections,
-      duration: seconds,
-      timeout: 30,
-      ...(rate === undefined ? {} : { overallRate: rate })
-    }, (error, result) => error ? reject(error) : resolve(result))
-  })
-}
-
 async function profileOnce (telemetry: boolean) {
   const directory = mkdtempSync(join(tmpdir(), 'content-engine-profile-'))
   const simulator = await startSimulatorProcess(0, 60_000)
   try {
-    const service = await startProcess(
-      ['--cpu-prof', '--cpu-prof-interval', values.interval, '--cpu-prof-dir', directory, '--import', './dist/telemetry.js', 'dist/server.js'],
-      {
-        PORT: '0',
-        ...liveEnv(simulator.origin),
-        UPSTREAM_CONNECTIONS: values.pool,
-        METRICS_PORT: String(await freePort()),
-        ...(telemetry ? {} : { OTEL_SDK_DISABLED: 'true' })
-      },
-      /Server listening at (http:\/\/127\.0\.0\.1:\d+)/
-    )
+    // The service exactly as `npm run bench` starts it, under the profiler.
+    const service = await startVariant('service', simulator.origin, pool, telemetry ? {} : { OTEL_SDK_DISABLED: 'true' },
+      ['--cpu-prof', '--cpu-prof-interval', values.interval, '--cpu-prof-dir', directory])
     const url = `${service.origin}/generate`
-    await load(url, 3)
+    const shape = { connections, ...(rate === undefined ? {} : { rate }) }
+    await load(url, { ...shape, durationS: 3 })
     const from = Number(process.hrtime.bigint() / 1000n)
-    const result = await load(url, durationS)
+    const result = await load(url, { ...shape, durationS })
     const to = Number(process.hrtime.bigint() / 1000n)
     // The profile is written when the process exits.
     await service.stop()

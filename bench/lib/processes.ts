@@ -84,8 +84,8 @@ export function startSimulatorProcess (latencyMs: number, keepAliveMs: number) {
 
 export type Variant = 'service' | 'reference' | 'leaky'
 
-export async function startVariant (variant: Variant, simulatorOrigin: string, pool: number, extraEnv: Record<string, string> = {}) {
-  const probe = ['--expose-gc', '--import', './bench/probe.ts']
+export async function startVariant (variant: Variant, simulatorOrigin: string, pool: number, extraEnv: Record<string, string> = {}, nodeArgs: string[] = []) {
+  const probe = [...nodeArgs, '--expose-gc', '--import', './bench/probe.ts']
   const listening = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/
   if (variant === 'service') {
     // The production start (the build, with the telemetry preload), with live providers that

@@ -42,7 +42,8 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 // The service closes idle upstream sockets after 4 s; wait past that before counting descriptors.
 const SETTLE_MS = 5_500
 
-function load (url: string, options: ScenarioOptions, onResponse?: (ms: number) => void) {
+/** POST /generate with autocannon, bounded by `durationS` (or `amount`), at `rate` if given. */
+export function load (url: string, options: Pick<ScenarioOptions, 'connections' | 'durationS' | 'amount' | 'rate'>, onResponse?: (ms: number) => void) {
   return new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon({
       url,
