@@ -55,11 +55,15 @@ const name = values.name ?? (values.compare ? 'compare' : values.soak ? 'soak' :
 
 const results: Array<{ label: string, result: ScenarioResult }> = []
 for (let run = 1; run <= runs; run++) {
-  results.push({ label: `service #${run}`, result: await runScenario({ ...base, variant: 'service' }) })
-  if (values.compare) results.push({ label: `reference #${run}`, result: await runScenario({ ...base, variant: 'reference' }) })
+  const service = async () => results.push({ label: `service #${run}`, result: await runScenario({ ...base, variant: 'service' }) })
   if (values['telemetry-cost']) {
-    results.push({ label: `telemetry off #${run}`, result: await runScenario({ ...base, variant: 'service', label: 'service-telemetry-off', env: { OTEL_SDK_DISABLED: 'true' } }) })
+    const off = async () => results.push({ label: `telemetry off #${run}`, result: await runScenario({ ...base, variant: 'service', label: 'service-telemetry-off', env: { OTEL_SDK_DISABLED: 'true' } }) })
+    // Every other pair starts with telemetry off, so neither side always runs first.
+    if (run % 2 === 1) { await service(); await off() } else { await off(); await service() }
+    continue
   }
+  await service()
+  if (values.compare) results.push({ label: `reference #${run}`, result: await runScenario({ ...base, variant: 'reference' }) })
 }
 if (values.compare) {
   const amount = positive('leaky-requests', values['leaky-requests'])
@@ -113,6 +117,9 @@ if (values['telemetry-cost']) {
   lines.push('', `Medians of ${runs} run(s), telemetry on / off: throughput **${(on.requestsPerS / off.requestsPerS).toFixed(2)}×** ` +
     `(${on.requestsPerS} vs ${off.requestsPerS} req/s; target ≥ 0.90), CPU per request **${(on.cpuUsPerRequest / off.cpuUsPerRequest).toFixed(2)}×** ` +
     `(${on.cpuUsPerRequest} vs ${off.cpuUsPerRequest} µs), p99 ${on.p99} vs ${off.p99} ms.`)
+  // The spread of the pairs says how far one median can be trusted on a shared machine.
+  const pairs = of('service').map((result, index) => result.requestsPerS / of('service-telemetry-off')[index]!.requestsPerS).sort((a, b) => a - b)
+  lines.push('', `Throughput on / off, pair by pair: ${pairs.map((ratio) => ratio.toFixed(2)).join(', ')} (median ${median(pairs).toFixed(2)}).`)
 }
 
 if (values.soak) {
