@@ -2,7 +2,8 @@
 // service's CPU goes, telemetry on and off. Starts the simulator and the service (the build, with
 // the telemetry preload) as separate processes, the service under `node --cpu-prof`; loads it with
 // autocannon; stops both by PID; then charges every profile sample taken during the load to the
-// package whose code was running and prints CPU µs per request for each.
+// package whose code was running and prints CPU µs per request for each, and the telemetry
+// packages' share by function.
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -28,7 +29,7 @@ const runs = Number(values.runs)
 const rate = values.rate === undefined ? undefined : Number(values.rate)
 const pool = Number(values.pool)
 
-interface ProfileNode { id: number, callFrame: { functionName: string, url: string }, children?: number[] }
+interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
 interface CpuProfile { nodes: ProfileNode[], startTime: number, samples: number[], timeDeltas: number[] }
 
 const TELEMETRY = /^(?:@opentelemetry\/|@fastify\/otel$|require-in-the-middle$|import-in-the-middle$)/
@@ -54,6 +55,8 @@ function attribute (profile: CpuProfile, fromUs: number, toUs: number) {
   const parent = new Map<number, number>()
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id)
   const totals = new Map<string, number>()
+  // The telemetry packages' share again, by function: which of their code the samples were in.
+  const functions = new Map<string, number>()
   let at = profile.startTime
   for (let index = 0; index < profile.samples.length; index++) {
     at += profile.timeDeltas[index] ?? 0
@@ -65,9 +68,13 @@ function attribute (profile: CpuProfile, fromUs: number, toUs: number) {
     if (leaf === '(idle)') continue
     let key = leaf === '(garbage collector)' ? 'garbage collection' : 'Node and V8 (no JavaScript caller)'
     while (node !== undefined) {
-      const { url } = node.callFrame
+      const { url, functionName, lineNumber } = node.callFrame
       if (url !== '' && !url.startsWith('node:')) {
         key = owner(url)
+        if (TELEMETRY.test(key)) {
+          const name = `${key}: ${functionName === '' ? `(anonymous, line ${lineNumber + 1})` : functionName}`
+          functions.set(name, (functions.get(name) ?? 0) + weight)
+        }
         break
       }
       const up = parent.get(node.id)
@@ -75,7 +82,7 @@ function attribute (profile: CpuProfile, fromUs: number, toUs: number) {
     }
     totals.set(key, (totals.get(key) ?? 0) + weight)
   }
-  return totals
+  return { totals, functions }
 }
 
 async function profileOnce (telemetry: boolean) {
@@ -98,8 +105,9 @@ async function profileOnce (telemetry: boolean) {
     const profile = JSON.parse(readFileSync(join(directory, file), 'utf8')) as CpuProfile
     const errors = result.non2xx + result.errors + result.timeouts
     if (errors > 0) throw new Error(`${errors} failed requests: the profile would not describe a healthy service`)
-    const perRequest = new Map([...attribute(profile, from, to)].map(([key, us]) => [key, us / result.requests.total]))
-    return { requestsPerS: result.requests.total / result.duration, perRequest }
+    const { totals, functions } = attribute(profile, from, to)
+    const per = (map: Map<string, number>) => new Map([...map].map(([key, us]) => [key, us / result.requests.total]))
+    return { requestsPerS: result.requests.total / result.duration, perRequest: per(totals), perFunction: per(functions) }
   } finally {
     await simulator.stop()
     rmSync(directory, { recursive: true, force: true })
@@ -122,6 +130,10 @@ const telemetryRows = rows.filter(({ key }) => TELEMETRY.test(key)).sort((a, b) 
 const otherRows = rows.filter(({ key }) => !TELEMETRY.test(key)).sort((a, b) => b.on - a.on)
 const sum = (list: typeof rows, side: 'on' | 'off') => list.reduce((total, row) => total + row[side], 0)
 const fixed = (value: number) => value.toFixed(1)
+const functionNames = new Set(on.flatMap(({ perFunction }) => [...perFunction.keys()]))
+const functionRows = [...functionNames]
+  .map((key) => ({ key, on: median(on.map(({ perFunction }) => perFunction.get(key) ?? 0)) }))
+  .sort((a, b) => b.on - a.on)
 const busyOn = sum(rows, 'on')
 const busyOff = sum(rows, 'off')
 
@@ -140,7 +152,13 @@ const lines = [
   `| **all telemetry packages** | **${fixed(sum(telemetryRows, 'on'))}** | **${fixed(sum(telemetryRows, 'off'))}** |`,
   ...otherRows.slice(0, 12).map(({ key, on, off }) => `| ${key} | ${fixed(on)} | ${fixed(off)} |`),
   `| everything else | ${fixed(sum(otherRows.slice(12), 'on'))} | ${fixed(sum(otherRows.slice(12), 'off'))} |`,
-  `| **busy in all** | **${fixed(busyOn)}** | **${fixed(busyOff)}** (on / off **${(busyOn / busyOff).toFixed(2)}×**) |`
+  `| **busy in all** | **${fixed(busyOn)}** | **${fixed(busyOff)}** (on / off **${(busyOn / busyOff).toFixed(2)}×**) |`,
+  '',
+  'The telemetry packages by function, telemetry on (the 15 largest; native work is charged to its JavaScript caller):',
+  '',
+  '| function | µs/request |',
+  '|---|---|',
+  ...functionRows.slice(0, 15).map(({ key, on }) => `| ${key} | ${fixed(on)} |`)
 ]
 const reports = new URL('./reports/', import.meta.url)
 mkdirSync(reports, { recursive: true })
