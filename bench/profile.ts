@@ -35,8 +35,8 @@ interface CpuProfile { nodes: ProfileNode[], startTime: number, samples: number[
 const TELEMETRY = /^(?:@opentelemetry\/|@fastify\/otel$|require-in-the-middle$|import-in-the-middle$)/
 
 /**
- * The package a frame's code belongs to: the innermost `node_modules/<name>` (sdk-node carries its
- * own copy of sdk-metrics, for one), or the service's own build.
+ * The package a frame's code belongs to: the innermost `node_modules/<name>` (a package npm had
+ * to nest under another counts as itself), or the service's own build.
  */
 function owner (url: string) {
   const match = [...url.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)/g)].at(-1)

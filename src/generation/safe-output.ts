@@ -19,15 +19,17 @@ function normalise (url: string) {
     .replace(/[\u0000-\u0020\u007f-\u009f\u200b-\u200f\u2028\u2029\ufeff]/g, '')
 }
 
-function isWebUrl (url: string) {
-  const plain = normalise(url)
-  if (!URL.canParse(plain)) return false
-  const { protocol } = new URL(plain)
-  return protocol === 'http:' || protocol === 'https:'
+/** The URL a browser would follow, if it is http(s); undefined for every other scheme or non-URL. */
+function webUrl (url: string) {
+  const parsed = URL.parse(normalise(url))
+  return parsed?.protocol === 'http:' || parsed?.protocol === 'https:' ? parsed : undefined
 }
 
+const isWebUrl = (url: string) => webUrl(url) !== undefined
+
 export function allowedImage (url: string, imageOrigins: readonly string[]) {
-  return isWebUrl(url) && imageOrigins.includes(new URL(normalise(url)).origin)
+  const parsed = webUrl(url)
+  return parsed !== undefined && imageOrigins.includes(parsed.origin)
 }
 
 /** Markdown safe to render: tags removed (their text kept), unsafe links reduced to their text. */
