@@ -1,35 +1,15 @@
 import { z } from 'zod'
 import { parseApiKeys } from './auth/api-keys.ts'
+import { commaList, deepFreeze, MS, optionalText, optionalUrl, parseEnv } from './env.ts'
+import { telemetrySchema } from './telemetry/config.ts'
+import { liveUpstreams, onGoogleCloud, requiredLiveVariables } from './upstreams.ts'
 
-const MS = z.coerce.number().int().positive()
-const optionalText = z.string().trim().min(1).optional()
-const optionalUrl = z.url({ protocol: /^https?$/ }).optional()
-
-const LIVE_REQUIRED = ['LLM_BASE_URL', 'LLM_MODEL', 'IMAGE_BASE_URL', 'IMAGE_API_KEY', 'IMAGE_MODEL'] as const
+export { ConfigError } from './env.ts'
+export { simulatorUpstreams, requiredLiveVariables, type Upstreams, type UpstreamTarget } from './upstreams.ts'
 
 // Base URLs only make sense against real providers; setting one while the simulator is in use
 // is almost always a forgotten PROVIDERS=live, so it is refused rather than silently ignored.
 const LIVE_ONLY = ['LLM_BASE_URL', 'IMAGE_BASE_URL', 'LANGUAGE_BASE_URL', 'STORAGE_BASE_URL'] as const
-
-// aiplatform.googleapis.com and its regional hosts, such as europe-west1-aiplatform.googleapis.com.
-const VERTEX_AI = /(^|[.-])aiplatform\.googleapis\.com$/
-
-/** On Cloud Run (K_SERVICE) or with an explicit metadata server, Google credentials come from it. */
-function onGoogleCloud (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined }) {
-  return env.K_SERVICE !== undefined || env.GCE_METADATA_HOST !== undefined
-}
-
-/** The live-mode variables that must be set, given where the service runs and what it calls. */
-export function requiredLiveVariables (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined, LLM_BASE_URL?: string | undefined }) {
-  const google = onGoogleCloud(env)
-  const vertex = env.LLM_BASE_URL !== undefined && URL.canParse(env.LLM_BASE_URL) && VERTEX_AI.test(new URL(env.LLM_BASE_URL).hostname)
-  return [
-    ...LIVE_REQUIRED,
-    // Without a key, Natural Language and Vertex AI take the service account's token instead.
-    ...(google && vertex ? [] : ['LLM_API_KEY'] as const),
-    ...(google ? [] : ['LANGUAGE_API_KEY'] as const)
-  ]
-}
 
 const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
@@ -52,7 +32,7 @@ const envSchema = z.object({
   IMAGE_SIZE: z.string().regex(/^\d{2,5}x\d{2,5}$/, 'expected WIDTHxHEIGHT, e.g. 1024x1024').default('1024x1024'),
   IMAGE_MAX_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
   // Origins an image URL may come from (DALL·E answers with URLs on its own blob storage).
-  IMAGE_URL_ORIGINS: z.string().default('').transform((list) => list.split(',').map((item) => item.trim()).filter(Boolean))
+  IMAGE_URL_ORIGINS: commaList
     .pipe(z.array(z.url({ protocol: /^https?$/ }).transform((url) => new URL(url).origin))),
   LANGUAGE_BASE_URL: optionalUrl,
   LANGUAGE_API_KEY: optionalText,
@@ -89,7 +69,7 @@ const envSchema = z.object({
   AUTH_MODE: z.enum(['none', 'api-key', 'google-id-token']).optional(),
   AUTH_API_KEYS: z.string().optional(),
   AUTH_AUDIENCE: optionalText,
-  AUTH_ALLOWED_SERVICE_ACCOUNTS: z.string().default('').transform((list) => list.split(',').map((item) => item.trim()).filter(Boolean)),
+  AUTH_ALLOWED_SERVICE_ACCOUNTS: commaList,
   AUTH_JWKS_URL: z.url({ protocol: /^https?$/ }).default('https://www.googleapis.com/oauth2/v3/certs'),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_CONCURRENT: z.coerce.number().int().min(1).default(10),
@@ -99,7 +79,7 @@ const envSchema = z.object({
   GOOGLE_CLOUD_PROJECT: optionalText,
   // For debugging only: log every prompt sent to the LLM (credentials are still redacted).
   LOG_PROMPTS: z.stringbool().default(false),
-  LOG_REDACT_HEADERS: z.string().default('').transform((list) => list.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean)),
+  LOG_REDACT_HEADERS: commaList.transform((names) => names.map((name) => name.toLowerCase())),
   SIMULATOR_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
   SIMULATOR_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0)
 }).superRefine((env, ctx) => {
@@ -130,39 +110,10 @@ const envSchema = z.object({
 // then sees every problem in one start-up rather than one per attempt.
 }, { when: () => true })
 
-type Env = z.infer<typeof envSchema>
-
-export interface UpstreamTarget {
-  readonly baseUrl: string
-  readonly apiKey: string | undefined
-  readonly model: string
-  /** LLM only: the cap sent as max_completion_tokens. */
-  readonly maxCompletionTokens?: number
-}
-
-export interface Upstreams {
-  readonly llm: UpstreamTarget
-  readonly image: UpstreamTarget & { readonly size: string, readonly maxBytes: number, readonly urlOrigins: readonly string[] }
-  readonly language: Omit<UpstreamTarget, 'model'>
-  /** Where base64 images are uploaded, when IMAGE_BUCKET is set. */
-  readonly storage: { readonly baseUrl: string, readonly bucket: string } | undefined
-  /** The metadata server that issues the service account's tokens, on Google Cloud. */
-  readonly metadataHost: string | undefined
-}
-
-export class ConfigError extends Error {
-  override name = 'ConfigError'
-}
+export type Env = z.infer<typeof envSchema>
 
 export function loadConfig (env: Record<string, string | undefined>) {
-  // An empty variable means "not set", as in most .env tooling; otherwise "" fails as a bad URL.
-  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''))
-  const parsed = envSchema.safeParse(present)
-  if (!parsed.success) {
-    throw new ConfigError(`Invalid configuration:\n${z.prettifyError(parsed.error)}`)
-  }
-  const config = toConfig(parsed.data)
-  return deepFreeze(config)
+  return deepFreeze(toConfig(parseEnv(envSchema, env, 'configuration')))
 }
 
 export type Config = ReturnType<typeof loadConfig>
@@ -225,72 +176,6 @@ function toConfig (env: Env) {
     image: { size: env.IMAGE_SIZE, maxBytes: env.IMAGE_MAX_BYTES, model: env.IMAGE_MODEL, bucket: env.IMAGE_BUCKET, urlOrigins: env.IMAGE_URL_ORIGINS },
     llm: { model: env.LLM_MODEL, maxCompletionTokens: env.LLM_MAX_COMPLETION_TOKENS }
   }
-}
-
-function liveUpstreams (env: Env): Upstreams {
-  // superRefine has checked that every LIVE_REQUIRED name is present.
-  return {
-    llm: { baseUrl: env.LLM_BASE_URL!, apiKey: env.LLM_API_KEY, model: env.LLM_MODEL!, maxCompletionTokens: env.LLM_MAX_COMPLETION_TOKENS },
-    image: {
-      baseUrl: env.IMAGE_BASE_URL!,
-      apiKey: env.IMAGE_API_KEY,
-      model: env.IMAGE_MODEL!,
-      size: env.IMAGE_SIZE,
-      maxBytes: env.IMAGE_MAX_BYTES,
-      urlOrigins: [new URL(env.IMAGE_BASE_URL!).origin, ...(env.IMAGE_BUCKET === undefined ? [] : [new URL(env.STORAGE_BASE_URL ?? 'https://storage.googleapis.com').origin]), ...env.IMAGE_URL_ORIGINS]
-    },
-    language: { baseUrl: env.LANGUAGE_BASE_URL ?? 'https://language.googleapis.com', apiKey: env.LANGUAGE_API_KEY },
-    storage: env.IMAGE_BUCKET === undefined ? undefined : { baseUrl: env.STORAGE_BASE_URL ?? 'https://storage.googleapis.com', bucket: env.IMAGE_BUCKET },
-    metadataHost: onGoogleCloud(env) ? env.GCE_METADATA_HOST ?? 'metadata.google.internal' : undefined
-  }
-}
-
-/** Upstreams for the bundled simulator, which speaks every provider's wire format on one origin. */
-export function simulatorUpstreams (config: Config, origin: string): Upstreams {
-  return deepFreeze({
-    llm: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.llm.model ?? 'simulator-llm', maxCompletionTokens: config.llm.maxCompletionTokens },
-    image: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.image.model ?? 'simulator-image', size: config.image.size, maxBytes: config.image.maxBytes, urlOrigins: [origin, ...config.image.urlOrigins] },
-    language: { baseUrl: origin, apiKey: undefined },
-    // The simulator also plays the metadata server and Cloud Storage, so those paths run locally too.
-    storage: config.image.bucket === undefined ? undefined : { baseUrl: origin, bucket: config.image.bucket },
-    metadataHost: new URL(origin).host
-  })
-}
-
-const telemetrySchema = z.object({
-  OTEL_SDK_DISABLED: z.stringbool().default(false),
-  METRICS_PORT: z.coerce.number().int().min(1).max(65_535).default(9464),
-  METRICS_HOST: z.string().trim().min(1).default('127.0.0.1'),
-  OTEL_EXPORTER_OTLP_ENDPOINT: optionalUrl,
-  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(0.1),
-  // Cloud Run sets K_SERVICE; only there is there a metadata server to detect resources from.
-  K_SERVICE: optionalText
-})
-
-/** The telemetry preload's settings; it runs before server.ts, so it parses its own few variables. */
-export function loadTelemetryConfig (env: Record<string, string | undefined>) {
-  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''))
-  const parsed = telemetrySchema.safeParse(present)
-  if (!parsed.success) throw new ConfigError(`Invalid telemetry configuration:\n${z.prettifyError(parsed.error)}`)
-  const env_ = parsed.data
-  return deepFreeze({
-    disabled: env_.OTEL_SDK_DISABLED,
-    metricsPort: env_.METRICS_PORT,
-    metricsHost: env_.METRICS_HOST,
-    otlpEndpoint: env_.OTEL_EXPORTER_OTLP_ENDPOINT,
-    traceSampleRatio: env_.OTEL_TRACES_SAMPLER_ARG,
-    onGoogleCloud: env_.K_SERVICE !== undefined
-  })
-}
-
-export type TelemetryConfig = ReturnType<typeof loadTelemetryConfig>
-
-function deepFreeze<T> (value: T): T {
-  if (value !== null && typeof value === 'object') {
-    for (const child of Object.values(value)) deepFreeze(child)
-    Object.freeze(value)
-  }
-  return value
 }
 
 /** Every variable the service reads, for the manifest checks. */

@@ -1,6 +1,7 @@
 // Preloaded with `node --import` before anything else loads, so the instrumentations are in place
 // when fastify, http and undici are first imported. App code never imports this file.
-import { ConfigError, loadTelemetryConfig } from './config.ts'
+import { ConfigError } from './env.ts'
+import { loadTelemetryConfig } from './telemetry/config.ts'
 import { startTelemetry } from './telemetry/sdk.ts'
 
 try {

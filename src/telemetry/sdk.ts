@@ -15,7 +15,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources'
 import { AggregationType, InstrumentType } from '@opentelemetry/sdk-metrics'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
-import type { TelemetryConfig } from '../config.ts'
+import type { TelemetryConfig } from './config.ts'
 import { onShutdown } from '../lifecycle.ts'
 import { DURATION_BUCKETS_S } from './buckets.ts'
 

@@ -102,12 +102,3 @@ test('cloudbuild.yaml tests, builds, pushes, renders by digest and replaces the 
   assert.deepEqual(build.steps[4].args.slice(0, 5), ['gcloud', 'run', 'services', 'replace', 'service.rendered.yaml'])
   for (const name of ['_REGION', '_REPOSITORY', '_SERVICE']) assert.ok(name in build.substitutions, name)
 })
-
-test('every variable the config reads is in the README\'s table and in .env.example', () => {
-  const readme = read('README.md')
-  const example = read('.env.example')
-  for (const name of ENV_NAMES) {
-    assert.ok(readme.includes(`\`${name}\``) || readme.includes(`${name} `), `${name} in README.md`)
-    assert.match(example, new RegExp(`^${name}=`, 'm'), `${name} in .env.example`)
-  }
-})

@@ -2,7 +2,7 @@
 // exporter and copied, one JSON line each, to fd 3 for the test to read.
 import { createWriteStream } from 'node:fs'
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace'
-import { loadTelemetryConfig } from '../../src/config.ts'
+import { loadTelemetryConfig } from '../../src/telemetry/config.ts'
 import { startTelemetry } from '../../src/telemetry/sdk.ts'
 
 const out = createWriteStream('', { fd: 3 })

@@ -1,0 +1,75 @@
+import type { Config, Env } from './config.ts'
+import { deepFreeze } from './env.ts'
+
+// Which provider each upstream kind talks to, at which URL and with which credential: from the
+// parsed environment in live mode, or the bundled simulator's one origin.
+
+const LIVE_REQUIRED = ['LLM_BASE_URL', 'LLM_MODEL', 'IMAGE_BASE_URL', 'IMAGE_API_KEY', 'IMAGE_MODEL'] as const
+
+// aiplatform.googleapis.com and its regional hosts, such as europe-west1-aiplatform.googleapis.com.
+const VERTEX_AI = /(^|[.-])aiplatform\.googleapis\.com$/
+
+/** On Cloud Run (K_SERVICE) or with an explicit metadata server, Google credentials come from it. */
+export function onGoogleCloud (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined }) {
+  return env.K_SERVICE !== undefined || env.GCE_METADATA_HOST !== undefined
+}
+
+/** The live-mode variables that must be set, given where the service runs and what it calls. */
+export function requiredLiveVariables (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined, LLM_BASE_URL?: string | undefined }) {
+  const google = onGoogleCloud(env)
+  const vertex = env.LLM_BASE_URL !== undefined && URL.canParse(env.LLM_BASE_URL) && VERTEX_AI.test(new URL(env.LLM_BASE_URL).hostname)
+  return [
+    ...LIVE_REQUIRED,
+    // Without a key, Natural Language and Vertex AI take the service account's token instead.
+    ...(google && vertex ? [] : ['LLM_API_KEY'] as const),
+    ...(google ? [] : ['LANGUAGE_API_KEY'] as const)
+  ]
+}
+
+export interface UpstreamTarget {
+  readonly baseUrl: string
+  readonly apiKey: string | undefined
+  readonly model: string
+  /** LLM only: the cap sent as max_completion_tokens. */
+  readonly maxCompletionTokens?: number
+}
+
+export interface Upstreams {
+  readonly llm: UpstreamTarget
+  readonly image: UpstreamTarget & { readonly size: string, readonly maxBytes: number, readonly urlOrigins: readonly string[] }
+  readonly language: Omit<UpstreamTarget, 'model'>
+  /** Where base64 images are uploaded, when IMAGE_BUCKET is set. */
+  readonly storage: { readonly baseUrl: string, readonly bucket: string } | undefined
+  /** The metadata server that issues the service account's tokens, on Google Cloud. */
+  readonly metadataHost: string | undefined
+}
+
+export function liveUpstreams (env: Env): Upstreams {
+  // superRefine has checked that every LIVE_REQUIRED name is present.
+  return {
+    llm: { baseUrl: env.LLM_BASE_URL!, apiKey: env.LLM_API_KEY, model: env.LLM_MODEL!, maxCompletionTokens: env.LLM_MAX_COMPLETION_TOKENS },
+    image: {
+      baseUrl: env.IMAGE_BASE_URL!,
+      apiKey: env.IMAGE_API_KEY,
+      model: env.IMAGE_MODEL!,
+      size: env.IMAGE_SIZE,
+      maxBytes: env.IMAGE_MAX_BYTES,
+      urlOrigins: [new URL(env.IMAGE_BASE_URL!).origin, ...(env.IMAGE_BUCKET === undefined ? [] : [new URL(env.STORAGE_BASE_URL ?? 'https://storage.googleapis.com').origin]), ...env.IMAGE_URL_ORIGINS]
+    },
+    language: { baseUrl: env.LANGUAGE_BASE_URL ?? 'https://language.googleapis.com', apiKey: env.LANGUAGE_API_KEY },
+    storage: env.IMAGE_BUCKET === undefined ? undefined : { baseUrl: env.STORAGE_BASE_URL ?? 'https://storage.googleapis.com', bucket: env.IMAGE_BUCKET },
+    metadataHost: onGoogleCloud(env) ? env.GCE_METADATA_HOST ?? 'metadata.google.internal' : undefined
+  }
+}
+
+/** Upstreams for the bundled simulator, which speaks every provider's wire format on one origin. */
+export function simulatorUpstreams (config: Config, origin: string): Upstreams {
+  return deepFreeze({
+    llm: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.llm.model ?? 'simulator-llm', maxCompletionTokens: config.llm.maxCompletionTokens },
+    image: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.image.model ?? 'simulator-image', size: config.image.size, maxBytes: config.image.maxBytes, urlOrigins: [origin, ...config.image.urlOrigins] },
+    language: { baseUrl: origin, apiKey: undefined },
+    // The simulator also plays the metadata server and Cloud Storage, so those paths run locally too.
+    storage: config.image.bucket === undefined ? undefined : { baseUrl: origin, bucket: config.image.bucket },
+    metadataHost: new URL(origin).host
+  })
+}
