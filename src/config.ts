@@ -71,6 +71,11 @@ const envSchema = z.object({
   AUTH_AUDIENCE: optionalText,
   AUTH_ALLOWED_SERVICE_ACCOUNTS: commaList,
   AUTH_JWKS_URL: z.url({ protocol: /^https?$/ }).default('https://www.googleapis.com/oauth2/v3/certs'),
+  // jose's cooldownDuration: a token naming an unknown key refetches the set at most this often.
+  AUTH_JWKS_COOLDOWN_MS: MS.default(30_000),
+  // Google does not publish its rotation period; a key stays in the set for days after Google stops
+  // signing with it, so keys fetched within a day still verify every token Google issues meanwhile.
+  AUTH_JWKS_MAX_STALE_MS: MS.default(24 * 60 * 60_000),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_CONCURRENT: z.coerce.number().int().min(1).default(10),
   MAX_EVENT_LOOP_DELAY_MS: MS.default(1_000),
@@ -163,7 +168,9 @@ function toConfig (env: Env) {
       apiKeys: env.AUTH_MODE === 'api-key' ? parseApiKeys(env.AUTH_API_KEYS ?? '') : [],
       audience: env.AUTH_AUDIENCE,
       allowedServiceAccounts: env.AUTH_ALLOWED_SERVICE_ACCOUNTS,
-      jwksUrl: env.AUTH_JWKS_URL
+      jwksUrl: env.AUTH_JWKS_URL,
+      jwksCooldownMs: env.AUTH_JWKS_COOLDOWN_MS,
+      jwksMaxStaleMs: env.AUTH_JWKS_MAX_STALE_MS
     },
     rateLimit: { perMinute: env.RATE_LIMIT_PER_MINUTE, concurrent: env.RATE_LIMIT_CONCURRENT },
     load: {

@@ -4,6 +4,10 @@ import rateLimit from '@fastify/rate-limit'
 import { callerForKey, type ApiKey } from '../auth/api-keys.ts'
 import { createGoogleIdTokenVerifier } from '../auth/google-id-token.ts'
 import { ServiceError } from '../errors.ts'
+import { keySetFetches } from '../telemetry/instruments.ts'
+
+// Google's certificates endpoint says how long to cache with max-age (a few hours); this caps it.
+const KEYS_TTL_MS = 60 * 60_000
 
 export interface AuthOptions {
   mode: 'none' | 'api-key' | 'google-id-token'
@@ -11,6 +15,8 @@ export interface AuthOptions {
   audience: string | undefined
   allowedServiceAccounts: readonly string[]
   jwksUrl: string
+  jwksCooldownMs: number
+  jwksMaxStaleMs: number
   perMinute: number
 }
 
@@ -35,7 +41,21 @@ function bearer (request: FastifyRequest) {
 async function auth (app: FastifyInstance, options: AuthOptions) {
   app.decorateRequest('caller', '')
   const verify = options.mode === 'google-id-token'
-    ? createGoogleIdTokenVerifier({ dispatcher: () => app.upstream, jwksUrl: options.jwksUrl, audience: options.audience!, allowedServiceAccounts: options.allowedServiceAccounts })
+    ? createGoogleIdTokenVerifier({
+      dispatcher: () => app.upstream,
+      jwksUrl: options.jwksUrl,
+      audience: options.audience!,
+      allowedServiceAccounts: options.allowedServiceAccounts,
+      keys: {
+        ttlMs: KEYS_TTL_MS,
+        cooldownMs: options.jwksCooldownMs,
+        maxStaleMs: options.jwksMaxStaleMs,
+        onFetch: (outcome, error) => {
+          keySetFetches.add(1, { 'content_engine.outcome': outcome })
+          if (error !== undefined) app.log.warn({ err: error, url: options.jwksUrl }, 'fetching the token signing keys failed; the cached keys, if any, still serve')
+        }
+      }
+    })
     : undefined
 
   app.decorate('authenticate', async (request: FastifyRequest) => {

@@ -20,6 +20,8 @@ export interface RequestJsonOptions<T> {
   /** Limits, circuit breaker and retries per upstream origin; absent in unit tests of one call. */
   guard?: Guard | undefined
   deadlineAt?: number | undefined
+  /** Sees the headers of a 2xx answer, for callers that honour caching headers. */
+  onHeaders?: ((headers: Dispatcher.ResponseData['headers']) => void) | undefined
 }
 
 /** What every provider call carries besides its own target: the pool, the request's signal and guard. */
@@ -88,6 +90,7 @@ async function attempt<T> (options: RequestJsonOptions<T>): Promise<T> {
     })
   }
 
+  options.onHeaders?.(headers)
   let text: string
   try {
     text = await readBounded(body, options.maxResponseBytes)

@@ -18,6 +18,11 @@ export const stepWarnings = meter.createCounter('content_engine.pipeline.warning
   valueType: ValueType.INT
 })
 
+export const keySetFetches = meter.createCounter('content_engine.auth.key_set.fetches', {
+  description: 'Fetches of the signing keys that verify callers\' tokens, by outcome (ok, error).',
+  valueType: ValueType.INT
+})
+
 // gen_ai.* follow the GenAI semantic conventions.
 export const genAiDuration = meter.createHistogram('gen_ai.client.operation.duration', {
   description: 'GenAI operation duration.',

@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { once } from 'node:events'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { test, type TestContext } from 'node:test'
-import { exportJWK, generateKeyPair, SignJWT } from 'jose'
+import { test } from 'node:test'
 import { GOOD_BRIEF, startStack } from '../helper.ts'
+import { AUDIENCE, CALLER, googleKeys } from './google-keys.ts'
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
-const AUDIENCE = 'https://content-engine.example'
-const CALLER = 'caller@project.iam.gserviceaccount.com'
 
 test('api-key mode: a missing or wrong key is 401, a right one (Bearer or X-Api-Key) is served', async (t) => {
   const { app } = await startStack(t, { env: { AUTH_MODE: 'api-key', AUTH_API_KEYS: `blog:${sha256('k-blog-123')},shop:${sha256('k-shop-456')}` } })
@@ -24,27 +19,6 @@ test('api-key mode: a missing or wrong key is 401, a right one (Bearer or X-Api-
   assert.equal((await post({ 'x-api-key': 'k-shop-456' })).statusCode, 200)
   assert.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'probes need no key')
 })
-
-async function googleKeys (t: TestContext) {
-  const { publicKey, privateKey } = await generateKeyPair('RS256')
-  const jwk = { ...await exportJWK(publicKey), kid: 'k1', alg: 'RS256', use: 'sig' }
-  let fetches = 0
-  const server = createServer((req, res) => {
-    fetches++
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }))
-  }).listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.after(() => { server.closeAllConnections(); server.close() })
-  const sign = (claims: Record<string, unknown>, options: { audience?: string, expiresIn?: string | number } = {}) =>
-    new SignJWT({ email: CALLER, email_verified: true, ...claims })
-      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
-      .setIssuer('https://accounts.google.com')
-      .setAudience(options.audience ?? AUDIENCE)
-      .setIssuedAt()
-      .setExpirationTime(options.expiresIn ?? '5m')
-      .sign(privateKey)
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/oauth2/v3/certs`, sign, fetches: () => fetches }
-}
 
 test('google-id-token mode: valid and allowed is served; expired, wrong audience, alg none and no token are 401; not allowed is 403', async (t) => {
   const keys = await googleKeys(t)
