@@ -7,10 +7,13 @@ import { median } from './lib/sample.ts'
 import { runScenario, type ScenarioOptions, type ScenarioResult } from './lib/scenario.ts'
 
 const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0] [--pool 64] [--runs 1] [--rate REQ_PER_S]
-                     [--compare [--leaky-requests 2000]] [--soak] [--telemetry-cost] [--name NAME]
+                     [--compare [--leaky-requests 2000]] [--soak] [--telemetry-cost] [--chaos RATE] [--name NAME]
   --compare  this service, a minimal reference (bare Fastify + one Agent) and the incident's pattern
   --soak     the service alone, 10 minutes by default, forcing a GC every 30 s to read the heap
-  --telemetry-cost  the service with its telemetry preload on and off (OTEL_SDK_DISABLED=true)`
+  --telemetry-cost  the service with its telemetry preload on and off (OTEL_SDK_DISABLED=true)
+  --chaos RATE  every upstream call meets a random fault with probability RATE (reset, 5xx,
+             malformed, wrong shape, slow, hang); short posts, REQUEST_TIMEOUT_MS=3000, 500 ms per
+             attempt; reports the success rate, retry amplification, breaker changes, p99, RSS, fds`
 
 const { values } = parseArgs({
   options: {
@@ -23,6 +26,7 @@ const { values } = parseArgs({
     compare: { type: 'boolean', default: false },
     'telemetry-cost': { type: 'boolean', default: false },
     soak: { type: 'boolean', default: false },
+    chaos: { type: 'string' },
     'leaky-requests': { type: 'string', default: '2000' },
     name: { type: 'string' },
     help: { type: 'boolean', default: false }
@@ -41,6 +45,15 @@ const positive = (name: string, text: string) => {
   return number
 }
 
+function probability (name: string, text: string) {
+  const number = Number(text)
+  if (!(number >= 0 && number <= 1)) {
+    console.error(`--${name} must be a probability from 0 to 1, got "${text}"\n${USAGE}`)
+    process.exit(2)
+  }
+  return number
+}
+
 const base: Omit<ScenarioOptions, 'variant'> = {
   durationS: positive('duration', values.duration ?? (values.soak ? '600' : '30')),
   connections: positive('connections', values.connections),
@@ -48,10 +61,11 @@ const base: Omit<ScenarioOptions, 'variant'> = {
   pool: positive('pool', values.pool),
   ...(values.rate === undefined ? {} : { rate: positive('rate', values.rate) }),
   log: (line) => console.error(`[bench] ${line}`),
-  ...(values.soak ? { gcEveryMs: 30_000 } : {})
+  ...(values.soak ? { gcEveryMs: 30_000 } : {}),
+  ...(values.chaos === undefined ? {} : { chaos: probability('chaos', values.chaos) })
 }
 const runs = Math.max(1, positive('runs', values.runs))
-const name = values.name ?? (values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : 'bench')
+const name = values.name ?? (values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : values.chaos !== undefined ? `chaos-${values.chaos}` : 'bench')
 
 const results: Array<{ label: string, result: ScenarioResult }> = []
 for (let run = 1; run <= runs; run++) {
@@ -86,8 +100,9 @@ const row = (label: string, r: ScenarioResult) =>
   `${r.upstream.peakSimulator} / ${r.upstream.maxSampledProc} | ${r.upstream.openAfterLoad} / ${r.upstream.openAfterShutdown} | ` +
   `${r.fds.idle} → ${r.fds.afterLoad} | ${r.rssMiB.first} → ${r.rssMiB.last} (max ${r.rssMiB.max}) | ${r.exitCode} |`
 
-// A run with errors measured something other than the service under load: say so, loudly.
-const failed = results.filter(({ result }) => result.non2xx + result.errors + result.timeouts > 0 || result.samples.length === 0)
+// A run with errors measured something other than the service under load: say so, loudly. Under
+// chaos, non-2xx answers are the measurement; only transport errors and silence invalidate it.
+const failed = results.filter(({ result }) => (base.chaos === undefined ? result.non2xx : 0) + result.errors + result.timeouts > 0 || result.samples.length === 0)
 const lines = [
   `# ${name}`,
   ...(failed.length === 0 ? [] : ['', `**INVALID: ${failed.map(({ label }) => label).join(', ')} had errors or stopped reporting; the figures below do not describe a healthy run.**`]),
@@ -120,6 +135,19 @@ if (values['telemetry-cost']) {
   // The spread of the pairs says how far one median can be trusted on a shared machine.
   const pairs = of('service').map((result, index) => result.requestsPerS / of('service-telemetry-off')[index]!.requestsPerS).sort((a, b) => a - b)
   lines.push('', `Throughput on / off, pair by pair: ${pairs.map((ratio) => ratio.toFixed(2)).join(', ')} (median ${median(pairs).toFixed(2)}).`)
+}
+
+if (base.chaos !== undefined) {
+  lines.push('', '| run | answers | 200 | success | other statuses | upstream calls / first attempts | faults injected | breaker changes | p99 ms | RSS MiB first → last | fds idle → after |', '|---|---|---|---|---|---|---|---|---|---|---|')
+  for (const { label, result } of results) {
+    const chaos = result.chaos!
+    const ok = result.statuses['200'] ?? 0
+    const others = Object.entries(result.statuses).filter(([code]) => code !== '200').map(([code, count]) => `${code}: ${count}`).join(', ') || '—'
+    const changes = Object.entries(chaos.breakerTransitions).map(([state, count]) => `${state}: ${count}`).join(', ') || 'none'
+    lines.push(`| ${label} | ${result.requests} | ${ok} | **${(100 * ok / Math.max(1, result.requests)).toFixed(2)} %** | ${others} | ` +
+      `**${(chaos.upstreamCalls / Math.max(1, chaos.firstAttempts)).toFixed(3)}** (${chaos.upstreamCalls} / ${chaos.firstAttempts}; ${chaos.retries} retries) | ` +
+      `${chaos.faultsInjected} | ${changes} | ${result.latencyMs.p99} | ${result.rssMiB.first} → ${result.rssMiB.last} | ${result.fds.idle} → ${result.fds.afterLoad} |`)
+  }
 }
 
 if (values.soak) {

@@ -55,15 +55,24 @@ const envSchema = z.object({
   IMAGE_TIMEOUT_MS: MS.default(45_000),
   LANGUAGE_TIMEOUT_MS: MS.default(10_000),
   UPSTREAM_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
-  UPSTREAM_RETRY_BUDGET_RATIO: z.coerce.number().min(0).max(1).default(0.1),
+  // A 20 % fault rate needs about 25 % extra attempts (0.2 + 0.2² + …); 0.3 covers it with room,
+  // while a dead upstream still costs at most 30 % more calls (and its breaker opens).
+  UPSTREAM_RETRY_BUDGET_RATIO: z.coerce.number().min(0).max(1).default(0.3),
+  // Finagle's floor: sporadic failures at low traffic are always retried.
+  UPSTREAM_RETRY_BUDGET_MIN_PER_SECOND: z.coerce.number().min(0).max(1000).default(10),
   UPSTREAM_BACKOFF_BASE_MS: MS.default(200),
   UPSTREAM_BACKOFF_MAX_MS: MS.default(2_000),
   UPSTREAM_MAX_IN_FLIGHT: z.coerce.number().int().min(1).optional(),
   // In flight plus queued covers MAX_CONCURRENT_REQUESTS at three parallel calls per origin.
   UPSTREAM_MAX_QUEUED: z.coerce.number().int().min(0).default(256),
-  BREAKER_CONSECUTIVE_FAILURES: z.coerce.number().int().min(1).default(5),
+  // The breaker is for an upstream that is down: half the calls failing over 10 s, once there are
+  // BREAKER_MIN_VOLUME of them. Below that volume, a run of failures that chance alone would
+  // produce once in ten million calls at a 20 % fault rate (0.2^10).
   BREAKER_FAILURE_RATIO: z.coerce.number().min(0.01).max(1).default(0.5),
+  BREAKER_MIN_VOLUME: z.coerce.number().int().min(1).default(20),
+  BREAKER_CONSECUTIVE_FAILURES: z.coerce.number().int().min(1).default(10),
   BREAKER_OPEN_MS: MS.default(5_000),
+  BREAKER_HALF_OPEN_PROBES: z.coerce.number().int().min(1).max(100).default(3),
   MAX_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).default(100),
   // A second gate inside the service, behind Cloud Run's IAM. Live mode must choose one.
   AUTH_MODE: z.enum(['none', 'api-key', 'google-id-token']).optional(),
@@ -155,13 +164,16 @@ function toConfig (env: Env) {
     guard: {
       maxAttempts: env.UPSTREAM_MAX_ATTEMPTS,
       retryBudgetRatio: env.UPSTREAM_RETRY_BUDGET_RATIO,
+      retryBudgetMinPerSecond: env.UPSTREAM_RETRY_BUDGET_MIN_PER_SECOND,
       backoffBaseMs: env.UPSTREAM_BACKOFF_BASE_MS,
       backoffCapMs: env.UPSTREAM_BACKOFF_MAX_MS,
       maxInFlight: env.UPSTREAM_MAX_IN_FLIGHT ?? env.UPSTREAM_CONNECTIONS,
       maxQueued: env.UPSTREAM_MAX_QUEUED,
-      breakerConsecutiveFailures: env.BREAKER_CONSECUTIVE_FAILURES,
       breakerFailureRatio: env.BREAKER_FAILURE_RATIO,
-      breakerOpenMs: env.BREAKER_OPEN_MS
+      breakerMinVolume: env.BREAKER_MIN_VOLUME,
+      breakerConsecutiveFailures: env.BREAKER_CONSECUTIVE_FAILURES,
+      breakerOpenMs: env.BREAKER_OPEN_MS,
+      breakerHalfOpenProbes: env.BREAKER_HALF_OPEN_PROBES
     },
     auth: {
       mode: env.AUTH_MODE ?? 'none',

@@ -74,9 +74,9 @@ export async function startProcess (args: string[], env: Record<string, string>,
   }
 }
 
-export function startSimulatorProcess (latencyMs: number, keepAliveMs: number) {
+export function startSimulatorProcess (latencyMs: number, keepAliveMs: number, extraArgs: string[] = []) {
   return startProcess(
-    ['src/simulator/main.ts', '--port', '0', '--latency', String(latencyMs), '--keep-alive-ms', String(keepAliveMs)],
+    ['src/simulator/main.ts', '--port', '0', '--latency', String(latencyMs), '--keep-alive-ms', String(keepAliveMs), ...extraArgs],
     {},
     /"origin":"(http:\/\/127\.0\.0\.1:\d+)"/
   )
@@ -90,15 +90,18 @@ export async function startVariant (variant: Variant, simulatorOrigin: string, p
   if (variant === 'service') {
     // The production start (the build, with the telemetry preload), with live providers that
     // happen to be the simulator.
-    return startProcess([...probe, '--import', './dist/telemetry.js', 'dist/server.js'], {
+    const metricsPort = await freePort()
+    const started = await startProcess([...probe, '--import', './dist/telemetry.js', 'dist/server.js'], {
       PORT: '0',
       ...liveEnv(simulatorOrigin),
       UPSTREAM_CONNECTIONS: String(pool),
-      METRICS_PORT: String(await freePort()),
+      METRICS_PORT: String(metricsPort),
       ...extraEnv
     }, listening)
+    return { ...started, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` }
   }
-  return startProcess([...probe, 'bench/variants/main.ts', variant], {
+  const started = await startProcess([...probe, 'bench/variants/main.ts', variant], {
     PORT: '0', SIMULATOR_ORIGIN: simulatorOrigin, UPSTREAM_CONNECTIONS: String(pool), ...extraEnv
   }, listening)
+  return { ...started, metricsUrl: undefined }
 }

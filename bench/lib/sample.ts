@@ -32,6 +32,19 @@ export interface SimulatorStats {
   connections: { accepted: number, open: number, peak: number }
   requests: Record<string, number>
   inFlight: number
+  chaosFaults: number
+}
+
+/** Sums of Prometheus counters by one label: `{ llm: 3, image: 1 }` for name{label="llm"} 3 … */
+export async function scrapeCounters (url: string, name: string, label: string) {
+  const response = await request(url, { reset: true })
+  const text = await response.body.text()
+  const sums: Record<string, number> = {}
+  for (const [, labels, value] of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)`, 'gm'))) {
+    const key = new RegExp(`${label}="([^"]*)"`).exec(labels!)?.[1] ?? ''
+    sums[key] = (sums[key] ?? 0) + Number(value)
+  }
+  return sums
 }
 
 export async function simulatorStats (origin: string): Promise<SimulatorStats> {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import { startSimulatorProcess, startVariant, type Variant } from './processes.ts'
-import { percentile, procConnections, processCpuMs, simulatorStats } from './sample.ts'
+import { percentile, procConnections, processCpuMs, scrapeCounters, simulatorStats } from './sample.ts'
 
 export interface ScenarioOptions {
   variant: Variant
@@ -16,6 +16,8 @@ export interface ScenarioOptions {
   /** A fixed overall request rate instead of as fast as the service answers. */
   rate?: number
   gcEveryMs?: number
+  /** Probability of a random fault on every upstream call (the simulator's --fault-rate). */
+  chaos?: number
   env?: Record<string, string>
   log?: (line: string) => void
 }
@@ -37,19 +39,23 @@ export interface Sample {
 }
 
 const BRIEF = JSON.stringify({ topic: 'connection pooling in Node.js', audience: 'backend engineers', keywords: ['undici'] })
+const SHORT_BRIEF = JSON.stringify({ topic: 'connection pooling in Node.js', audience: 'backend engineers', keywords: ['undici'], length: 'short' })
+// Under random faults: the issue's 3 s deadline, and 500 ms per attempt so a hung call is retried.
+const CHAOS_ENV = { REQUEST_TIMEOUT_MS: '3000', UPSTREAM_HEADERS_TIMEOUT_MS: '500', UPSTREAM_BODY_TIMEOUT_MS: '500' }
+const PROVIDER_ENDPOINTS = ['llm', 'image', 'sentiment', 'entities']
 const MiB = 1024 * 1024
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits
 // The service closes idle upstream sockets after 4 s; wait past that before counting descriptors.
 const SETTLE_MS = 5_500
 
 /** POST /generate with autocannon, bounded by `durationS` (or `amount`), at `rate` if given. */
-export function load (url: string, options: Pick<ScenarioOptions, 'connections' | 'durationS' | 'amount' | 'rate'>, onResponse?: (ms: number) => void) {
+export function load (url: string, options: Pick<ScenarioOptions, 'connections' | 'durationS' | 'amount' | 'rate' | 'chaos'>, onResponse?: (ms: number) => void) {
   return new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon({
       url,
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: BRIEF,
+      body: options.chaos === undefined ? BRIEF : SHORT_BRIEF,
       connections: options.connections,
       duration: options.durationS,
       ...(options.amount === undefined ? {} : { amount: options.amount }),
@@ -65,12 +71,25 @@ export async function runScenario (options: ScenarioOptions) {
   const log = options.log ?? (() => {})
   // Idle sockets live 60 s on the simulator, as on real providers' front ends: only the client
   // can release them, which is what tells a pool from a leak.
-  const simulator = await startSimulatorProcess(options.latencyMs, 60_000)
+  const chaosArgs = options.chaos === undefined ? [] : ['--fault-rate', String(options.chaos), '--slow-ms', '200']
+  const simulator = await startSimulatorProcess(options.latencyMs, 60_000, chaosArgs)
   const simulatorPort = Number(new URL(simulator.origin).port)
   const target = await startVariant(options.variant, simulator.origin, options.pool, {
     ...(options.gcEveryMs === undefined ? {} : { BENCH_GC_INTERVAL_MS: String(options.gcEveryMs) }),
+    ...(options.chaos === undefined ? {} : CHAOS_ENV),
     ...options.env
   })
+  // What the upstreams saw and what the service says it sent, before and after the load.
+  const upstreamCounts = async () => {
+    const stats = await simulatorStats(simulator.origin)
+    const metrics = target.metricsUrl === undefined ? undefined : target.metricsUrl
+    return {
+      sent: PROVIDER_ENDPOINTS.reduce((sum, endpoint) => sum + (stats.requests[endpoint] ?? 0), 0),
+      faults: stats.chaosFaults,
+      attempts: metrics === undefined ? {} : await scrapeCounters(metrics, 'content_engine_upstream_attempts_total', 'content_engine_attempt'),
+      breaker: metrics === undefined ? {} : await scrapeCounters(metrics, 'content_engine_upstream_breaker_transitions_total', 'content_engine_breaker_state')
+    }
+  }
   try {
     const url = `${target.origin}/generate`
     if (options.amount === undefined) {
@@ -83,6 +102,7 @@ export async function runScenario (options: ScenarioOptions) {
     const idleFds = target.probes.at(-1)?.fds ?? 0
 
     log(`${options.variant}: load ${options.amount === undefined ? `${options.durationS} s` : `${options.amount} requests`} at ${options.connections} connections`)
+    const countsBefore = await upstreamCounts()
     const samples: Sample[] = []
     let second: number[] = []
     const started = performance.now()
@@ -117,6 +137,10 @@ export async function runScenario (options: ScenarioOptions) {
     // CPU per request is steadier than throughput on a shared 2-core machine: it does not depend
     // on how much CPU the driver and the simulator happened to leave the service.
     const cpuMsUsed = processCpuMs(target.pid) - cpuBefore
+    const countsAfter = await upstreamCounts()
+    const delta = (after: Record<string, number>, before: Record<string, number>) =>
+      Object.fromEntries(Object.entries(after).map(([key, value]) => [key, value - (before[key] ?? 0)]))
+    const attempts = delta(countsAfter.attempts, countsBefore.attempts)
 
     await sleep(SETTLE_MS)
     const afterFds = target.probes.at(-1)?.fds ?? 0
@@ -134,6 +158,17 @@ export async function runScenario (options: ScenarioOptions) {
       cpuUsPerRequest: Math.round((cpuMsUsed * 1000) / Math.max(1, result.requests.total)),
       latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max },
       non2xx: result.non2xx,
+      statuses: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, { count }]) => [code, count])),
+      chaos: options.chaos === undefined
+        ? undefined
+        : {
+            rate: options.chaos,
+            faultsInjected: countsAfter.faults - countsBefore.faults,
+            upstreamCalls: countsAfter.sent - countsBefore.sent,
+            firstAttempts: attempts.first ?? 0,
+            retries: attempts.retry ?? 0,
+            breakerTransitions: delta(countsAfter.breaker, countsBefore.breaker)
+          },
       errors: result.errors,
       timeouts: result.timeouts,
       upstream: {

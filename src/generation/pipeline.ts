@@ -9,7 +9,7 @@ import { complete, completeStructured, type ChatMessage, type TokenUsage } from 
 import { uploadImage } from '../providers/storage.ts'
 import type { Guard } from '../resilience/guard.ts'
 import { stepWarnings } from '../telemetry/instruments.ts'
-import { round, runStep, type Step, type StepTimeouts } from './steps.ts'
+import { round, runStep, stepLimit, type Step, type StepTimeouts } from './steps.ts'
 import type { Brief } from './brief.ts'
 import { draftMessages, draftTitle, echoesInstructions, editMessages, editSchema, imagePrompt, plainText, slugify } from './prompts.ts'
 import { allowedImage, safeMarkdown, safeText } from './safe-output.ts'
@@ -75,7 +75,7 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   }
 
   const timed = <T>(step: Step, run: (stepSignal: AbortSignal) => Promise<T>) =>
-    runStep(step, signal, Math.min(deps.stepTimeoutsMs[step], deadlineAt - Date.now()), run)
+    runStep(step, signal, stepLimit(deps.stepTimeoutsMs[step], deadlineAt), run)
 
   async function optional<T> (step: OptionalStep, run: (stepSignal: AbortSignal) => Promise<T>): Promise<{ value: T | null, ms: number | null }> {
     const start = performance.now()

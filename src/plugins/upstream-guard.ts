@@ -4,7 +4,7 @@ import { createGuard, type GuardOptions } from '../resilience/guard.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Concurrency limits, circuit breakers and the retry loop, per upstream origin. */
+    /** Concurrency limits per origin; circuit breakers and retry budgets per upstream kind; the retry loop. */
     readonly guard: ReturnType<typeof createGuard>
   }
 }
@@ -12,7 +12,6 @@ declare module 'fastify' {
 async function upstreamGuard (app: FastifyInstance, options: GuardOptions) {
   const guard = createGuard(options)
   app.decorate('guard', guard)
-  // The breakers keep rolling-window timers: stop them with the app.
   app.addHook('onClose', async () => guard.close())
 }
 

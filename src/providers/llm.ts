@@ -2,7 +2,7 @@ import { z } from 'zod'
 import type { UpstreamTarget } from '../config.ts'
 import { ServiceError } from '../errors.ts'
 import { genAiDuration, genAiTokens } from '../telemetry/instruments.ts'
-import { parseAnswer, postJson, target, type CallContext } from './http.ts'
+import { postJson, target, type CallContext } from './http.ts'
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant'
@@ -39,6 +39,13 @@ const chatCompletion = z.object({
 const MAX_PROMPT_CHARS = 128 * 1024
 
 export async function complete (call: LlmCall, messages: ChatMessage[], extra: Record<string, unknown> = {}) {
+  const { answer, usage } = await chat(call, messages, extra, chatCompletion)
+  // The schema guarantees one choice; the non-null assertion is checked by zod.
+  return { content: answer.choices[0]!.message.content, usage }
+}
+
+/** One Chat Completions call whose whole answer `schema` validates, inside the guarded attempt. */
+async function chat<T extends z.output<typeof chatCompletion>> (call: LlmCall, messages: ChatMessage[], extra: Record<string, unknown>, schema: z.ZodType<T>) {
   const url = `${trimSlash(call.target.baseUrl)}/chat/completions`
   const promptChars = messages.reduce((total, message) => total + message.content.length, 0)
   if (promptChars > MAX_PROMPT_CHARS) {
@@ -48,7 +55,7 @@ export async function complete (call: LlmCall, messages: ChatMessage[], extra: R
   // GenAI semantic conventions; "openai" names the wire format, which every supported server speaks.
   const attributes = { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'openai', 'gen_ai.request.model': call.target.model, 'server.address': target(url).hostname }
   const start = performance.now()
-  let answer: z.output<typeof chatCompletion>
+  let answer: T
   try {
     answer = await postJson({
       dispatcher: call.dispatcher,
@@ -61,7 +68,7 @@ export async function complete (call: LlmCall, messages: ChatMessage[], extra: R
         ...(call.target.maxCompletionTokens === undefined ? {} : { max_completion_tokens: call.target.maxCompletionTokens }),
         ...extra
       },
-      schema: chatCompletion,
+      schema,
       maxResponseBytes: call.maxResponseBytes,
       signal: call.signal,
       guard: call.guard,
@@ -75,11 +82,7 @@ export async function complete (call: LlmCall, messages: ChatMessage[], extra: R
   const { usage } = answer
   genAiTokens.record(usage.prompt_tokens, { ...attributes, 'gen_ai.token.type': 'input' })
   genAiTokens.record(usage.completion_tokens, { ...attributes, 'gen_ai.token.type': 'output' })
-  return {
-    // The schema guarantees one choice; the non-null assertion is checked by zod above.
-    content: answer.choices[0]!.message.content,
-    usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, totalTokens: usage.total_tokens }
-  }
+  return { answer, usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, totalTokens: usage.total_tokens } }
 }
 
 /**
@@ -90,8 +93,26 @@ export async function completeStructured<S extends z.ZodType> (
   call: LlmCall, messages: ChatMessage[], name: string, schema: S
 ): Promise<{ value: z.output<S>, usage: TokenUsage }> {
   const responseFormat = { type: 'json_schema', json_schema: { name, strict: true, schema: wireSchema(schema) } }
-  const { content, usage } = await complete(call, messages, { response_format: responseFormat })
-  return { value: parseAnswer(schema, parseJsonContent(content), 'llm'), usage }
+  const { answer, usage } = await chat(call, messages, { response_format: responseFormat }, structuredAnswer(schema))
+  return { value: answer.value as z.output<S>, usage }
+}
+
+// The structured content is checked as part of the answer, so a model that returns the wrong
+// shape is an upstream_bad_response inside the guarded attempt: retried like malformed JSON.
+const structuredAnswers = new WeakMap<z.ZodType, z.ZodType<z.output<typeof chatCompletion> & { value: unknown }>>()
+
+function structuredAnswer (schema: z.ZodType) {
+  let answer = structuredAnswers.get(schema)
+  if (answer === undefined) {
+    answer = chatCompletion.transform((completion, context) => {
+      const parsed = schema.safeParse(parseJsonContent(completion.choices[0]!.message.content))
+      if (parsed.success) return { ...completion, value: parsed.data }
+      for (const issue of parsed.error.issues) context.addIssue({ code: 'custom', path: issue.path, message: issue.message })
+      return z.NEVER
+    })
+    structuredAnswers.set(schema, answer)
+  }
+  return answer
 }
 
 // OpenAI's strict mode accepts a subset of JSON Schema and rejects a request whose schema uses

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import CircuitBreaker from 'opossum'
 import { ServiceError } from '../errors.ts'
+import { breakerTransitions, upstreamAttempts } from '../telemetry/instruments.ts'
+import { createBreaker, type Breaker } from './breaker.ts'
 import { createLimiter, type Limiter } from './limiter.ts'
 import { createRetryBudget, type RetryBudget } from './retry-budget.ts'
 
@@ -9,22 +10,38 @@ export interface GuardOptions {
   backoffBaseMs: number
   backoffCapMs: number
   retryBudgetRatio: number
+  retryBudgetMinPerSecond: number
   maxInFlight: number
   maxQueued: number
-  breakerConsecutiveFailures: number
   breakerFailureRatio: number
+  breakerMinVolume: number
+  breakerConsecutiveFailures: number
   breakerOpenMs: number
+  breakerHalfOpenProbes: number
 }
 
 export interface GuardedCall {
+  /** The upstream kind: breakers and retry budgets are per kind, limits per origin. */
   upstream: string
   signal?: AbortSignal | undefined
   /** When the request's deadline passes (epoch ms); no wait is started that would outlast it. */
   deadlineAt?: number | undefined
 }
 
+const WINDOW_MS = 10_000
 const RETRYABLE_CAUSES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED'])
+const RETRYABLE_TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 const RETRYABLE_STATUSES = new Set([429, 500, 502, 503, 504])
+
+// Abort reasons that mean "the upstream stalled past its own step limit", as opposed to our own
+// deadline or a caller who left: only the first is the upstream's fault.
+const stalls = new WeakSet<object>()
+
+/** The abort reason for a step whose own time limit passed while the upstream had not answered. */
+export function upstreamStall (error: ServiceError) {
+  stalls.add(error)
+  return error
+}
 
 function causeCode (error: ServiceError) {
   const cause = error.cause as { code?: unknown } | undefined
@@ -36,86 +53,117 @@ function status (error: ServiceError) {
 }
 
 /**
- * Connect errors, resets, 429 rate limits and 5xx: outcomes where the upstream produced no answer
- * or asked to be asked again. A quota-exhausted 429 is not one: waiting does not refill a quota.
+ * Outcomes where the upstream produced no usable answer or asked to be asked again: connect errors,
+ * resets, our per-attempt timeouts, 429 rate limits, 5xx, and malformed or wrong-shape answers (a
+ * fresh answer is usually fine). A quota-exhausted 429 is not one: waiting does not refill a quota.
  */
 export function isRetryable (error: unknown) {
   if (!(error instanceof ServiceError)) return false
   if (error.code === 'upstream_unavailable') return RETRYABLE_CAUSES.has(causeCode(error))
-  if (error.code === 'upstream_timeout') return causeCode(error) === 'UND_ERR_CONNECT_TIMEOUT'
+  if (error.code === 'upstream_timeout') return RETRYABLE_TIMEOUTS.has(causeCode(error))
+  if (error.code === 'upstream_bad_response') return true
   const details = error.details as { quotaExhausted?: boolean } | undefined
   return error.code === 'upstream_error' && RETRYABLE_STATUSES.has(status(error) ?? 0) && details?.quotaExhausted !== true
 }
 
-/** Failures that say the upstream is unwell; a bad request, a bad shape or our own abort do not. */
-function countsAgainstUpstream (error: unknown) {
-  if (!(error instanceof ServiceError)) return false
-  if (error.code === 'upstream_unavailable' || error.code === 'upstream_timeout') return true
-  const code = status(error) ?? 0
-  return error.code === 'upstream_error' && (code >= 500 || code === 429)
+/**
+ * What the upstream did, for its breaker: 'fault' when it refused, reset, answered 5xx, stalled or
+ * sent garbage; 'neutral' when the outcome says nothing about it (our own deadline or abort, a
+ * caller who left, a 429 that the retry loop handles); 'ok' when it answered, even a 4xx.
+ */
+export function upstreamOutcome (error: unknown, signal: AbortSignal | undefined): 'fault' | 'neutral' | 'ok' {
+  if (signal?.aborted) return stalls.has(signal.reason as object) ? 'fault' : 'neutral'
+  if (!(error instanceof ServiceError)) return 'neutral'
+  switch (error.code) {
+    case 'upstream_unavailable':
+    case 'upstream_timeout':
+    case 'upstream_bad_response':
+    case 'upstream_response_too_large':
+      return 'fault'
+    case 'upstream_error': {
+      const code = status(error) ?? 0
+      return code >= 500 ? 'fault' : code === 429 ? 'neutral' : 'ok'
+    }
+    default: return 'neutral'
+  }
 }
 
 /**
- * One layer for every upstream call: a concurrency limit with a bounded queue, a circuit breaker
- * (opossum, for its rolling failure window and half-open probing), and the one retry loop.
+ * One layer for every upstream call: a concurrency limit with a bounded queue per origin (sockets
+ * are per origin), and per upstream kind a circuit breaker and a retry budget, so that an image
+ * outage on a shared origin (api.openai.com) neither opens the LLM's breaker nor spends its retries.
  *
  * undici ships a retry interceptor, but it skips POST by default and has no retry budget, no
  * notion of our deadline and no way to tell a quota-exhausted 429 from a rate limit. Every call we
  * make is a POST, and retrying one is safe here: a retry happens only when the upstream gave no
- * answer or asked to be asked again, and the worst case is paying for one duplicate completion.
+ * usable answer or asked to be asked again, and the worst case is paying for one duplicate.
  */
 export function createGuard (options: GuardOptions) {
-  const upstreams = new Map<string, { breaker: CircuitBreaker, budget: RetryBudget, limiter: Limiter, consecutiveFailures: number }>()
+  const limiters = new Map<string, Limiter>()
+  const kinds = new Map<string, { breaker: Breaker, budget: RetryBudget, attempts: { first: number, retries: number } }>()
 
-  function stateFor (origin: string, upstream: string) {
-    let state = upstreams.get(origin)
-    if (state === undefined) {
-      const breaker = new CircuitBreaker(async (attempt: () => Promise<unknown>) => attempt(), {
-        timeout: false,
-        resetTimeout: options.breakerOpenMs,
-        errorThresholdPercentage: options.breakerFailureRatio * 100,
-        volumeThreshold: 10,
-        rollingCountTimeout: 10_000,
-        rollingCountBuckets: 10,
-        errorFilter: (error: unknown) => !countsAgainstUpstream(error)
-      })
-      state = {
-        breaker,
-        budget: createRetryBudget({ ratio: options.retryBudgetRatio, windowMs: 10_000, minPerWindow: 3 }),
-        limiter: createLimiter({ maxInFlight: options.maxInFlight, maxQueued: options.maxQueued, upstream }),
-        consecutiveFailures: 0
+  function kindFor (upstream: string) {
+    let kind = kinds.get(upstream)
+    if (kind === undefined) {
+      kind = {
+        breaker: createBreaker({
+          failureRatio: options.breakerFailureRatio,
+          minVolume: options.breakerMinVolume,
+          windowMs: WINDOW_MS,
+          consecutiveFailures: options.breakerConsecutiveFailures,
+          openMs: options.breakerOpenMs,
+          halfOpenProbes: options.breakerHalfOpenProbes,
+          onStateChange: (state) => breakerTransitions.add(1, { 'content_engine.upstream': upstream, 'content_engine.breaker.state': state })
+        }),
+        budget: createRetryBudget({ ratio: options.retryBudgetRatio, windowMs: WINDOW_MS, minPerWindow: options.retryBudgetMinPerSecond * WINDOW_MS / 1000 }),
+        attempts: { first: 0, retries: 0 }
       }
-      upstreams.set(origin, state)
+      kinds.set(upstream, kind)
     }
-    return state
+    return kind
   }
 
-  async function attemptOnce<T> (origin: string, call: GuardedCall, attempt: () => Promise<T>): Promise<T> {
-    const state = stateFor(origin, call.upstream)
+  function limiterFor (origin: string, upstream: string) {
+    let limiter = limiters.get(origin)
+    if (limiter === undefined) {
+      limiter = createLimiter({ maxInFlight: options.maxInFlight, maxQueued: options.maxQueued, upstream })
+      limiters.set(origin, limiter)
+    }
+    return limiter
+  }
+
+  async function attemptOnce<T> (origin: string, call: GuardedCall, tries: number, attempt: () => Promise<T>): Promise<T> {
+    const { breaker, attempts } = kindFor(call.upstream)
+    if (!breaker.tryAcquire()) {
+      throw new ServiceError('circuit_open', {
+        message: `The ${call.upstream} upstream is failing; calls are paused.`,
+        details: { upstream: call.upstream },
+        headers: { 'retry-after': String(Math.max(1, Math.ceil(breaker.retryAfterMs() / 1000))) }
+      })
+    }
+    if (tries === 1) attempts.first++
+    else attempts.retries++
+    upstreamAttempts.add(1, { 'content_engine.upstream': call.upstream, 'content_engine.attempt': tries === 1 ? 'first' : 'retry' })
     try {
-      const value = await state.limiter.run(() => state.breaker.fire(attempt) as Promise<T>, call.signal)
-      state.consecutiveFailures = 0
+      const value = await limiterFor(origin, call.upstream).run(attempt, call.signal)
+      breaker.success()
       return value
     } catch (error) {
-      if ((error as { code?: string }).code === 'EOPENBREAKER') {
-        throw new ServiceError('circuit_open', {
-          message: `The ${call.upstream} upstream is failing; calls are paused.`,
-          details: { upstream: call.upstream },
-          headers: { 'retry-after': String(Math.ceil(options.breakerOpenMs / 1000)) }
-        })
-      }
-      if (countsAgainstUpstream(error) && ++state.consecutiveFailures >= options.breakerConsecutiveFailures) state.breaker.open()
+      const outcome = upstreamOutcome(error, call.signal)
+      if (outcome === 'fault') breaker.failure()
+      else if (outcome === 'ok') breaker.success()
+      else breaker.release()
       throw error
     }
   }
 
   return {
     async run<T> (origin: string, call: GuardedCall, attempt: () => Promise<T>): Promise<T> {
-      const { budget } = stateFor(origin, call.upstream)
+      const { budget } = kindFor(call.upstream)
       budget.recordRequest()
       for (let tries = 1; ; tries++) {
         try {
-          return await attemptOnce(origin, call, attempt)
+          return await attemptOnce(origin, call, tries, attempt)
         } catch (error) {
           if (call.signal?.aborted || !isRetryable(error) || tries >= options.maxAttempts) throw error
           const wait = waitBefore(error as ServiceError, tries)
@@ -126,12 +174,14 @@ export function createGuard (options: GuardOptions) {
         }
       }
     },
-    stats: () => Object.fromEntries([...upstreams].map(([origin, state]) => [origin, {
-      opened: state.breaker.opened, halfOpen: state.breaker.halfOpen, ...state.budget.stats(), ...state.limiter.stats()
-    }])),
+    stats: () => ({
+      /** Per kind: breaker state, the budget's window, and every attempt since start. */
+      upstreams: Object.fromEntries([...kinds].map(([upstream, { breaker, budget, attempts }]) => [upstream, { state: breaker.state, window: budget.stats(), attempts: { ...attempts } }])),
+      origins: Object.fromEntries([...limiters].map(([origin, limiter]) => [origin, limiter.stats()]))
+    }),
     close () {
-      for (const { breaker } of upstreams.values()) breaker.shutdown()
-      upstreams.clear()
+      kinds.clear()
+      limiters.clear()
     }
   }
 

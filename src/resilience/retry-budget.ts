@@ -1,7 +1,9 @@
-// Retries stay at or below a share of requests over a sliding window, per upstream, as Envoy's
-// retry budgets and the SRE book advise: when an upstream struggles, retries must not multiply
-// the load on it. A small floor lets sporadic failures (a stale keep-alive socket) still retry.
-const BUCKET_MS = 1_000
+import { createRollingWindow } from './rolling-window.ts'
+
+// Retries stay at or below a share of requests over a sliding window, per upstream kind, as
+// Finagle's RetryBudget and Envoy's retry budgets do: when an upstream struggles, retries must not
+// multiply the load on it. The floor (Finagle: 10 retries a second) keeps sporadic failures at low
+// traffic retried, where a share of a few requests would round down to nothing.
 
 export interface RetryBudgetOptions {
   ratio: number
@@ -11,39 +13,20 @@ export interface RetryBudgetOptions {
 }
 
 export function createRetryBudget ({ ratio, windowMs, minPerWindow, now = Date.now }: RetryBudgetOptions) {
-  const buckets = Math.max(1, Math.ceil(windowMs / BUCKET_MS))
-  const requests = new Array<number>(buckets).fill(0)
-  const retries = new Array<number>(buckets).fill(0)
-  let current = Math.floor(now() / BUCKET_MS)
-
-  function advance () {
-    const bucket = Math.floor(now() / BUCKET_MS)
-    for (let step = Math.min(bucket - current, buckets); step > 0; step--) {
-      const index = (bucket - step + 1) % buckets
-      requests[index] = 0
-      retries[index] = 0
-    }
-    current = Math.max(current, bucket)
-    return bucket % buckets
-  }
-
-  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0)
-
+  const window = createRollingWindow(['requests', 'retries'], windowMs, now)
   return {
     /** Counts a first attempt. */
     recordRequest () {
-      requests[advance()]!++
+      window.add('requests')
     },
     /** Spends one retry if the budget allows it, and says whether it did. */
     tryRetry () {
-      const index = advance()
-      if (sum(retries) >= Math.max(minPerWindow, ratio * sum(requests))) return false
-      retries[index]!++
+      if (window.sum('retries') >= Math.max(minPerWindow, ratio * window.sum('requests'))) return false
+      window.add('retries')
       return true
     },
     stats () {
-      advance()
-      return { requests: sum(requests), retries: sum(retries) }
+      return { requests: window.sum('requests'), retries: window.sum('retries') }
     }
   }
 }

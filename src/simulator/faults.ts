@@ -31,6 +31,42 @@ export interface Fault {
   hostile?: 'markup' | 'echo'
 }
 
+/** What a random fault can be, for --fault-rate: each injected fault picks one kind at random. */
+export const CHAOS_KINDS = ['reset', '5xx', 'malformed', 'wrong-shape', 'slow', 'hang'] as const
+export type ChaosKind = typeof CHAOS_KINDS[number]
+
+export interface Chaos {
+  /** Probability that a provider call meets a fault, 0 to 1. */
+  rate: number
+  kinds: readonly ChaosKind[]
+  /** How late a 'slow' answer comes. */
+  slowMs: number
+}
+
+const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!
+
+/** A fault drawn for one call, or undefined when the dice say this call goes through. */
+export function drawFault (chaos: Chaos | undefined): Fault | undefined {
+  if (chaos === undefined || chaos.kinds.length === 0 || Math.random() >= chaos.rate) return undefined
+  switch (pick(chaos.kinds)) {
+    case 'reset': return { reset: pick(['headers', 'body'] as const) }
+    case '5xx': return { status: pick([500, 502, 503]) }
+    case 'malformed': return { malformed: true }
+    case 'wrong-shape': return { wrongShape: true }
+    case 'slow': return { delayMs: chaos.slowMs }
+    case 'hang': return { hang: true }
+  }
+}
+
+/** "reset,5xx,hang" -> the kinds, for the --fault-kinds flag. */
+export function parseChaosKinds (spec: string): ChaosKind[] {
+  const kinds = spec.split(',').map((item) => item.trim()).filter(Boolean)
+  for (const kind of kinds) {
+    if (!CHAOS_KINDS.includes(kind as ChaosKind)) throw new FaultSpecError(`unknown fault kind "${kind}"; expected ${CHAOS_KINDS.join(', ')}`)
+  }
+  return kinds as ChaosKind[]
+}
+
 export class FaultSpecError extends Error {
   override name = 'FaultSpecError'
 }

@@ -1,14 +1,16 @@
 import { parseArgs } from 'node:util'
-import { ENDPOINTS, parseEndpointFault, type Endpoint, type Fault } from './faults.ts'
+import { CHAOS_KINDS, ENDPOINTS, parseChaosKinds, parseEndpointFault, type Endpoint, type Fault } from './faults.ts'
 import { startSimulator, type Latency } from './server.ts'
 
 const USAGE = `Usage: npm run simulator -- [--port 4010] [--latency 50] [--jitter 10]
        [--latency-llm 200] [--fault llm:status=503,retry-after=1] [--image-format url|b64]
-       [--keep-alive-ms 5000]
+       [--keep-alive-ms 5000] [--fault-rate 0.2 [--fault-kinds ${CHAOS_KINDS.join(',')}] [--slow-ms 500]]
 Endpoints: ${ENDPOINTS.join(', ')}.
 Faults: status=N[,retry-after=S] | delay=MS | hang | hang-body | reset[=headers|body] | malformed |
         oversize=BYTES | wrong-shape | quota | retry-after-ms=MS; with times=N for the first N calls
-        only, and kind=draft|edit to aim at one of the two llm calls`
+        only, and kind=draft|edit to aim at one of the two llm calls
+Random faults: --fault-rate P gives every provider call that no --fault or x-sim-fault applies to
+        a fault with probability P, of a kind drawn from --fault-kinds (default: all)`
 
 function main () {
   const { values } = parseArgs({
@@ -24,6 +26,9 @@ function main () {
       fault: { type: 'string', multiple: true, default: [] },
       'image-format': { type: 'string', default: 'url' },
       'keep-alive-ms': { type: 'string', default: '5000' },
+      'fault-rate': { type: 'string', default: '0' },
+      'fault-kinds': { type: 'string', default: CHAOS_KINDS.join(',') },
+      'slow-ms': { type: 'string', default: '500' },
       help: { type: 'boolean', default: false }
     }
   })
@@ -47,7 +52,10 @@ function main () {
   if (imageFormat !== 'url' && imageFormat !== 'b64') throw new Error('--image-format must be url or b64')
 
   const keepAliveTimeoutMs = number('keep-alive-ms', values['keep-alive-ms'])
-  return startSimulator({ port: number('port', values.port), host: values.host, latency, faults, imageFormat, keepAliveTimeoutMs })
+  const rate = number('fault-rate', values['fault-rate'])
+  if (rate > 1) throw new Error('--fault-rate is a probability, from 0 to 1')
+  const chaos = rate === 0 ? undefined : { rate, kinds: parseChaosKinds(values['fault-kinds']), slowMs: number('slow-ms', values['slow-ms']) }
+  return startSimulator({ port: number('port', values.port), host: values.host, latency, faults, imageFormat, keepAliveTimeoutMs, ...(chaos === undefined ? {} : { chaos }) })
 }
 
 try {

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { chatCompletion, hostile, llmKind, wrongShape } from './chat.ts'
-import { parseFault, type Endpoint, type Fault } from './faults.ts'
+import { drawFault, parseFault, type Chaos, type Endpoint, type Fault } from './faults.ts'
 import { HttpError, readBytes, readJson, send, sendBytes, sendHalf, sendOversize, sendProviderError, sendRaw, serveImage } from './http.ts'
 import { imageId, pngImage } from './images.ts'
 import { extractEntities } from './keywords.ts'
@@ -18,6 +18,8 @@ export interface SimulatorOptions {
   /** How the image endpoint answers: a URL it serves, or base64 as current image models do. */
   imageFormat?: 'url' | 'b64'
   keepAliveTimeoutMs?: number
+  /** Random faults on every provider call that no other fault applies to. */
+  chaos?: Chaos
 }
 
 export interface CallRecord {
@@ -53,7 +55,8 @@ export async function startSimulator (options: SimulatorOptions = {}) {
   // Only sockets that carried a provider call count as "upstream connections", so a test's own
   // requests to /__sim/stats never show up as the service's pool.
   const apiSockets = new Set<Socket>()
-  const counters = { accepted: 0, peak: 0, inFlight: 0 }
+  const counters = { accepted: 0, peak: 0, inFlight: 0, chaos: 0 }
+  let chaos = options.chaos
   const pending = new Set<AbortController>()
   let origin = ''
 
@@ -69,7 +72,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
   })
 
   function stats () {
-    return { connections: { accepted: counters.accepted, open: apiSockets.size, peak: counters.peak }, requests: { ...requests }, inFlight: counters.inFlight }
+    return { connections: { accepted: counters.accepted, open: apiSockets.size, peak: counters.peak }, requests: { ...requests }, inFlight: counters.inFlight, chaosFaults: counters.chaos }
   }
 
   async function handle (req: IncomingMessage, res: ServerResponse) {
@@ -112,6 +115,13 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       let fault = typeof headerFault === 'string' ? parseFault(headerFault) : faults[endpoint] ?? {}
       if (fault.kind !== undefined && fault.kind !== record.kind) fault = {}
       if (fault.times !== undefined && typeof headerFault !== 'string' && faultHits[endpoint]++ >= fault.times) fault = {}
+      if (Object.keys(fault).length === 0) {
+        const drawn = drawFault(chaos)
+        if (drawn !== undefined) {
+          counters.chaos++
+          fault = drawn
+        }
+      }
       if (fault.quota) fault = { ...fault, status: 429 }
       const answer = fault.status === undefined ? answerFor(endpoint, body, req) : undefined
       const wait = deadline - performance.now() + (fault.delayMs ?? 0)
@@ -223,6 +233,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       faultHits[endpoint] = 0
     },
     setLatency (endpoint: Endpoint, value: Latency | undefined) { latency[endpoint] = value },
+    setChaos (value: Chaos | undefined) { chaos = value },
     async close () {
       for (const controller of pending) controller.abort()
       server.closeAllConnections()

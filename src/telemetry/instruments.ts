@@ -23,6 +23,16 @@ export const keySetFetches = meter.createCounter('content_engine.auth.key_set.fe
   valueType: ValueType.INT
 })
 
+export const upstreamAttempts = meter.createCounter('content_engine.upstream.attempts', {
+  description: 'Calls sent to an upstream, first attempts and retries: retries / first is the retry amplification.',
+  valueType: ValueType.INT
+})
+
+export const breakerTransitions = meter.createCounter('content_engine.upstream.breaker.transitions', {
+  description: 'Circuit breaker state changes per upstream kind, by the state entered (open, half_open, closed).',
+  valueType: ValueType.INT
+})
+
 // gen_ai.* follow the GenAI semantic conventions.
 export const genAiDuration = meter.createHistogram('gen_ai.client.operation.duration', {
   description: 'GenAI operation duration.',

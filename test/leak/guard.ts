@@ -25,14 +25,13 @@ export interface Measurement {
 export type Variant = 'service' | 'leaky'
 
 /** Starts a harness process for a variant, killed by PID when the test ends. */
-export async function startVariant (t: TestContext, variant: Variant, simulator: { origin: string }) {
+export async function startVariant (t: TestContext, variant: Variant, simulator: { origin: string }, env: Record<string, string> = {}) {
   const child = fork(new URL('./harness.ts', import.meta.url).pathname, [variant], {
     execArgv: ['--expose-gc'],
     env: {
       PATH: process.env.PATH,
       SIMULATOR_ORIGIN: simulator.origin,
-      UPSTREAM_CONNECTIONS: String(LIMITS.connections),
-      UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: String(LIMITS.keepAliveMs)
+      HARNESS_CONFIG: JSON.stringify({ UPSTREAM_CONNECTIONS: String(LIMITS.connections), UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: String(LIMITS.keepAliveMs), ...env })
     },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
@@ -101,12 +100,12 @@ function slope (points: Array<[number, number]>) {
  * The leak guard: drives `total` requests in ten chunks and checks, from outside the process,
  * every signature of the incident. Returns what it saw and the list of limits broken.
  */
-export async function runLeakGuard (t: TestContext, variant: Variant, total = 2_000, concurrency = 50, simulatorOptions: SimulatorOptions = {}) {
+export async function runLeakGuard (t: TestContext, variant: Variant, total = 2_000, concurrency = 50, simulatorOptions: SimulatorOptions = {}, env: Record<string, string> = {}) {
   // Like real providers' front ends, the simulator keeps idle sockets for a long time: only the
   // client's own keep-alive timeout (or close) can release them.
   const simulator = await startSimulator({ keepAliveTimeoutMs: 60_000, ...simulatorOptions })
   t.after(() => simulator.close())
-  const service = await startVariant(t, variant, simulator)
+  const service = await startVariant(t, variant, simulator, env)
 
   await drive(service.origin, 100, concurrency)
   await sleep(LIMITS.keepAliveMs + 500)

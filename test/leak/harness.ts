@@ -7,11 +7,7 @@ import { loadConfig, simulatorUpstreams } from '../../src/config.ts'
 
 const variant = process.argv[2]
 const simulatorOrigin = process.env.SIMULATOR_ORIGIN!
-const config = loadConfig({
-  LOG_LEVEL: 'silent',
-  UPSTREAM_CONNECTIONS: process.env.UPSTREAM_CONNECTIONS,
-  UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: process.env.UPSTREAM_KEEP_ALIVE_TIMEOUT_MS
-})
+const config = loadConfig({ LOG_LEVEL: 'silent', ...JSON.parse(process.env.HARNESS_CONFIG ?? '{}') as Record<string, string> })
 const upstreams = simulatorUpstreams(config, simulatorOrigin)
 
 const warnings: string[] = []

@@ -45,7 +45,7 @@ test('a queued call whose caller leaves is removed from the queue', async () => 
   await blocker
 })
 
-test('only outcomes without an answer, rate limits and 5xx are retryable', () => {
+test('only outcomes without a usable answer, per-attempt timeouts, rate limits and 5xx are retryable', () => {
   const cause = (code: string) => ({ cause: Object.assign(new Error(code), { code }) })
   const status = (value: number, extra: object = {}) => ({ details: { upstream: 'llm', status: value, ...extra } })
   const cases: Array<[ServiceError, boolean]> = [
@@ -53,12 +53,15 @@ test('only outcomes without an answer, rate limits and 5xx are retryable', () =>
     [new ServiceError('upstream_unavailable', cause('UND_ERR_SOCKET')), true],
     [new ServiceError('upstream_unavailable', cause('ENOTFOUND')), false],
     [new ServiceError('upstream_timeout', cause('UND_ERR_CONNECT_TIMEOUT')), true],
-    [new ServiceError('upstream_timeout', cause('UND_ERR_HEADERS_TIMEOUT')), false],
+    [new ServiceError('upstream_timeout', cause('UND_ERR_HEADERS_TIMEOUT')), true],
+    [new ServiceError('upstream_timeout', cause('UND_ERR_BODY_TIMEOUT')), true],
+    [new ServiceError('upstream_timeout'), false],
+    [new ServiceError('upstream_response_too_large'), false],
     [new ServiceError('upstream_error', status(429)), true],
     [new ServiceError('upstream_error', status(429, { quotaExhausted: true })), false],
     [new ServiceError('upstream_error', status(503)), true],
     [new ServiceError('upstream_error', status(400)), false],
-    [new ServiceError('upstream_bad_response'), false]
+    [new ServiceError('upstream_bad_response'), true]
   ]
   for (const [error, expected] of cases) assert.equal(isRetryable(error), expected, `${error.code} ${JSON.stringify(error.details)} ${String((error.cause as Error | undefined)?.message)}`)
 })
