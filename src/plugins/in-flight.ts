@@ -57,11 +57,15 @@ function createInFlight (maxConcurrent: number, maxPerCaller: number) {
       const timer = setTimeout(() => controller.abort(new ServiceError('upstream_timeout', {
         message: `The request did not finish within its ${deadlineMs} ms deadline.`
       })), deadlineMs)
-      reply.raw.once('close', () => {
+      const onClose = () => {
         clearTimeout(timer)
         controllers.delete(controller)
         if (!reply.raw.writableFinished) controller.abort(new CallerGone())
-      })
+      }
+      // A caller can leave after its body was read but before the handler starts: 'close' has
+      // then fired already, and a listener added now would never run.
+      if (reply.raw.closed) onClose()
+      else reply.raw.once('close', onClose)
       return controller.signal
     },
     abortAll () {

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
 import Fastify from 'fastify'
 import { request } from 'undici'
 import errorResponses from '../../src/plugins/error-responses.ts'
+import inFlight from '../../src/plugins/in-flight.ts'
 
 // Why plugins/in-flight.ts listens on the reply's close and not on request.signal. If Fastify
 // changes this, the test fails, and request.signal can replace our own controller.
@@ -34,4 +36,30 @@ test('handlerTimeout, the backstop deadline, answers 504 upstream_timeout in the
 
   assert.equal(response.statusCode, 504)
   assert.equal(response.json().error.code, 'upstream_timeout')
+})
+
+test('a caller that left after sending its body but before the handler started gets an already-aborted signal', async (t) => {
+  const app = Fastify({ logger: false })
+  t.after(() => app.close())
+  await app.register(errorResponses)
+  await app.register(inFlight, { maxConcurrent: 10, maxPerCaller: 10 })
+  let aborted: boolean | undefined
+  app.post('/late', {
+    // Holds the request between its body and its handler until the caller has gone.
+    preHandler: async (request, reply) => { if (!reply.raw.closed) await once(reply.raw, 'close') }
+  }, async (request, reply) => {
+    aborted = app.inFlight.start(reply, 60_000).aborted
+    return {}
+  })
+  const origin = await app.listen({ port: 0, host: '127.0.0.1' })
+
+  const controller = new AbortController()
+  const sent = request(`${origin}/late`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', signal: controller.signal })
+  await sleep(50)
+  controller.abort()
+  await assert.rejects(sent)
+  for (let i = 0; i < 100 && aborted === undefined; i++) await sleep(10)
+
+  assert.equal(aborted, true)
+  assert.equal(app.inFlight.size, 0, 'and it is not counted as in flight')
 })
