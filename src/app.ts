@@ -7,12 +7,13 @@ import { loggerOptions } from './logger.ts'
 import { createTokenSource } from './providers/google-token.ts'
 import accessLog from './plugins/access-log.ts'
 import auth from './plugins/auth.ts'
-import errorResponses from './plugins/error-responses.ts'
+import errorResponses, { clientErrorHandler, frameworkErrors } from './plugins/error-responses.ts'
 import inFlight from './plugins/in-flight.ts'
 import loadShedding from './plugins/load-shedding.ts'
 import upstreamGuard from './plugins/upstream-guard.ts'
 import upstreamPool from './plugins/upstream-pool.ts'
 import { zodValidatorCompiler } from './plugins/zod-validation.ts'
+import contractRoutes from './routes/contract.ts'
 import generateRoutes from './routes/generate.ts'
 import healthRoutes from './routes/health.ts'
 
@@ -41,7 +42,9 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
     trustProxy: config.trustProxy,
     // plugins/in-flight.ts answers 503 itself while closing, in the documented error shape.
     return503OnClosing: false,
-    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true })
+    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
+    clientErrorHandler,
+    frameworkErrors
   })
   app.setValidatorCompiler(zodValidatorCompiler)
   // JSON only: Fastify's default text/plain parser would turn a plain-text body into a 400, not a 415.
@@ -58,6 +61,7 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
   await app.register(auth, { ...config.auth, perMinute: config.rateLimit.perMinute })
   await app.register(inFlight, { maxConcurrent: config.load.maxConcurrentRequests, maxPerCaller: config.rateLimit.concurrent })
   await app.register(healthRoutes)
+  if (config.docs) await app.register(contractRoutes)
   const { metadataHost } = upstreams
   await app.register(generateRoutes, {
     upstreams,

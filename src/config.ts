@@ -18,6 +18,8 @@ const envSchema = z.object({
   // Behind Cloud Run's front end, X-Forwarded-For carries the caller's address.
   TRUST_PROXY: z.stringbool().default(false),
   REQUEST_TIMEOUT_MS: MS.default(60_000),
+  // GET /openapi.json and the GET /docs page; service.yaml turns them off (see its comment).
+  DOCS: z.stringbool().default(true),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
 
@@ -140,6 +142,7 @@ function toConfig (env: Env) {
     requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
     providers: env.PROVIDERS,
     logLevel: env.LOG_LEVEL,
+    docs: env.DOCS,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
     keywordsMax: env.KEYWORDS_MAX,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,

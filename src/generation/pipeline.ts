@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Dispatcher } from 'undici'
 import type { Upstreams } from '../config.ts'
-import { ServiceError } from '../errors.ts'
+import { ServiceError, type ErrorCode } from '../errors.ts'
 import type { TokenSource } from '../providers/google-token.ts'
 import { dataUrl, generateImage } from '../providers/image.ts'
 import { analyzeSentiment, extractKeywords } from '../providers/language.ts'
@@ -33,7 +33,7 @@ export type OptionalStep = Extract<Step, 'image' | 'sentiment' | 'keywords'>
 
 export interface Warning {
   step: OptionalStep
-  code: string
+  code: ErrorCode
   message: string
 }
 

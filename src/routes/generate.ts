@@ -6,6 +6,7 @@ import { briefSchema } from '../generation/brief.ts'
 import { generatePost } from '../generation/pipeline.ts'
 import type { TokenSource } from '../providers/google-token.ts'
 import type { ZodTypeProvider } from '../plugins/zod-validation.ts'
+import type { Post } from '../contract/schemas.ts'
 
 export interface GenerateRouteOptions {
   upstreams: Upstreams
@@ -32,7 +33,8 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
   }, async (request, reply) => {
     const deadlineMs = Math.min(options.requestTimeoutMs, request.headers['x-request-timeout-ms'] ?? Infinity)
     const signal = app.inFlight.start(reply, deadlineMs)
-    return generatePost(request.body, {
+    // Typed by the schema the contract publishes: a field the pipeline drops or renames fails tsc.
+    const post: Post = await generatePost(request.body, {
       dispatcher: app.upstream,
       guard: app.guard,
       upstreams: options.upstreams,
@@ -44,5 +46,6 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
       deadlineAt: Date.now() + deadlineMs,
       stepTimeoutsMs: options.stepTimeoutsMs
     })
+    return post
   })
 }

@@ -89,7 +89,17 @@ test('the production start exposes every metric family on METRICS_PORT, with cou
   const steps = family('content_engine_pipeline_step_duration_count')
   for (const step of ['draft', 'sentiment', 'keywords', 'refine']) assert.equal(sum(steps, (l) => l.content_engine_step === step && l.content_engine_outcome === 'ok'), REQUESTS, step)
   assert.equal(sum(steps, (l) => l.content_engine_step === 'image' && l.content_engine_outcome === 'error'), REQUESTS)
-  assert.equal(sum(family('content_engine_pipeline_warnings_total'), (l) => l.content_engine_step === 'image' && l.error_type === 'upstream_error'), REQUESTS)
+  // Every image call fails: the first requests see upstream_error, and once ten failures in a row
+  // open the image's own breaker, the rest see circuit_open. The LLM on the same origin is untouched.
+  const warnings = family('content_engine_pipeline_warnings_total')
+  assert.equal(sum(warnings, (l) => l.content_engine_step === 'image'), REQUESTS)
+  assert.ok(sum(warnings, (l) => l.content_engine_step === 'image' && l.error_type === 'upstream_error') >= 1)
+  const transitions = family('content_engine_upstream_breaker_transitions_total')
+  assert.equal(sum(transitions, (l) => l.content_engine_upstream === 'image' && l.content_engine_breaker_state === 'open'), 1)
+  assert.equal(sum(transitions, (l) => l.content_engine_upstream === 'llm'), 0)
+  const attempts = family('content_engine_upstream_attempts_total')
+  assert.equal(sum(attempts, () => true), received, 'every call the simulator received was counted as an attempt')
+  assert.equal(sum(attempts, (l) => l.content_engine_upstream === 'llm' && l.content_engine_attempt === 'first'), REQUESTS * 2)
 
   for (const state of ['connected', 'free', 'pending', 'queued', 'running']) {
     const gauge = family(`content_engine_upstream_pool_${state}`)
