@@ -69,6 +69,7 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
     maxResponseBytes: config.pool.maxResponseBytes,
     requestTimeoutMs: config.requestTimeoutMs,
     stepTimeoutsMs: config.stepTimeoutsMs,
+    stream: config.stream,
     logPrompts: config.logPrompts,
     token: metadataHost === undefined ? undefined : createTokenSource({ dispatcher: () => app.upstream, metadataHost })
   })

@@ -17,6 +17,10 @@ const envSchema = z.object({
   PROVIDERS: z.enum(['simulator', 'live']).default('simulator'),
   // Behind Cloud Run's front end, X-Forwarded-For carries the caller's address.
   TRUST_PROXY: z.stringbool().default(false),
+  // Deadlines from the pace, at half a small model's speed (40 tokens/s) and a slow first token
+  // (1 s), for a long post: the plan (~250 tokens) 7.3 s, then its longest section (333 words,
+  // ~445 tokens) 12.1 s, then Natural Language ~0.3 s: 19.7 s. Images take 10–60 s and run
+  // alongside. 60 s lets a slow image finish; below Cloud Run's timeoutSeconds (service.yaml).
   REQUEST_TIMEOUT_MS: MS.default(60_000),
   // GET /openapi.json and the GET /docs page; service.yaml turns them off (see its comment).
   DOCS: z.stringbool().default(true),
@@ -53,8 +57,14 @@ const envSchema = z.object({
   UPSTREAM_MAX_RESPONSE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
 
   SHUTDOWN_GRACE_MS: MS.default(8_000),
-  LLM_TIMEOUT_MS: MS.default(45_000),
-  IMAGE_TIMEOUT_MS: MS.default(45_000),
+  // The plan's and the sections' own limits: 2.5 times the 12.1 s a long section takes at 40 tokens/s.
+  LLM_TIMEOUT_MS: MS.default(30_000),
+  // A streamed call with no first token after 10 s (20 times the typical 0.5 s), or silent for 10 s
+  // between chunks once writing, has stalled; a section still writing is never cut off.
+  LLM_FIRST_TOKEN_TIMEOUT_MS: MS.default(10_000),
+  LLM_IDLE_TIMEOUT_MS: MS.default(10_000),
+  // gpt-image-1 takes 10–60 s: what fits in the request's 60 s once the response is assembled.
+  IMAGE_TIMEOUT_MS: MS.default(55_000),
   LANGUAGE_TIMEOUT_MS: MS.default(10_000),
   UPSTREAM_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
   // A 20 % fault rate needs about 25 % extra attempts (0.2 + 0.2² + …); 0.3 covers it with room,
@@ -74,7 +84,8 @@ const envSchema = z.object({
   BREAKER_MIN_VOLUME: z.coerce.number().int().min(1).default(20),
   BREAKER_CONSECUTIVE_FAILURES: z.coerce.number().int().min(1).default(10),
   BREAKER_OPEN_MS: MS.default(5_000),
-  BREAKER_HALF_OPEN_PROBES: z.coerce.number().int().min(1).max(100).default(3),
+  // Enough for one request's fan-out (a plan and up to six sections) to pass as probes.
+  BREAKER_HALF_OPEN_PROBES: z.coerce.number().int().min(1).max(100).default(10),
   MAX_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).default(100),
   // A second gate inside the service, behind Cloud Run's IAM. Live mode must choose one.
   AUTH_MODE: z.enum(['none', 'api-key', 'google-id-token']).optional(),
@@ -97,7 +108,10 @@ const envSchema = z.object({
   LOG_PROMPTS: z.stringbool().default(false),
   LOG_REDACT_HEADERS: commaList.transform((names) => names.map((name) => name.toLowerCase())),
   SIMULATOR_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
-  SIMULATOR_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0)
+  SIMULATOR_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
+  // instant answers at once, for a first run; real is a provider's pace (see src/simulator/stream.ts).
+  SIMULATOR_PACE: z.enum(['instant', 'real']).default('instant'),
+  SIMULATOR_PACE_SCALE: z.coerce.number().positive().max(100).default(1)
 }).superRefine((env, ctx) => {
   if (env.AUTH_MODE === 'api-key' && env.AUTH_API_KEYS === undefined) {
     ctx.addIssue({ code: 'custom', path: ['AUTH_API_KEYS'], message: 'required when AUTH_MODE=api-key (name:sha256hex, comma-separated)' })
@@ -156,10 +170,11 @@ function toConfig (env: Env) {
       keepAliveTimeoutMs: env.UPSTREAM_KEEP_ALIVE_TIMEOUT_MS,
       maxResponseBytes: env.UPSTREAM_MAX_RESPONSE_BYTES
     },
-    simulator: { port: env.SIMULATOR_PORT, latencyMs: env.SIMULATOR_LATENCY_MS },
+    simulator: { port: env.SIMULATOR_PORT, latencyMs: env.SIMULATOR_LATENCY_MS, pace: env.SIMULATOR_PACE, paceScale: env.SIMULATOR_PACE_SCALE },
+    stream: { firstTokenMs: env.LLM_FIRST_TOKEN_TIMEOUT_MS, idleMs: env.LLM_IDLE_TIMEOUT_MS },
     stepTimeoutsMs: {
-      draft: env.LLM_TIMEOUT_MS,
-      refine: env.LLM_TIMEOUT_MS,
+      plan: env.LLM_TIMEOUT_MS,
+      sections: env.LLM_TIMEOUT_MS,
       image: env.IMAGE_TIMEOUT_MS,
       sentiment: env.LANGUAGE_TIMEOUT_MS,
       keywords: env.LANGUAGE_TIMEOUT_MS

@@ -4,6 +4,7 @@ import { buildApp } from './app.ts'
 import { ConfigError, loadConfig, simulatorUpstreams, type Config } from './config.ts'
 import { runShutdownHooks } from './lifecycle.ts'
 import { startSimulator, type Simulator } from './simulator/server.ts'
+import { realPace } from './simulator/stream.ts'
 
 async function start (config: Config) {
   let simulator: Simulator | undefined
@@ -14,7 +15,8 @@ async function start (config: Config) {
       port: config.simulator.port,
       latency: { llm: latency, image: latency, sentiment: latency, entities: latency },
       // With a bucket, answer in base64 as current image models do, so the upload path runs.
-      imageFormat: config.image.bucket === undefined ? 'url' : 'b64'
+      imageFormat: config.image.bucket === undefined ? 'url' : 'b64',
+      pace: config.simulator.pace === 'real' ? realPace(config.simulator.paceScale) : undefined
     })
     upstreams = simulatorUpstreams(config, simulator.origin)
   }

@@ -7,10 +7,14 @@ import { catalogue, type ErrorCode } from '../errors.ts'
 const ms = z.number().nonnegative().nullable()
 
 export const warningSchema = z.object({
-  step: z.enum(['image', 'sentiment', 'keywords']),
-  code: z.enum(Object.keys(catalogue) as [ErrorCode, ...ErrorCode[]]),
+  step: z.enum(['plan', 'sections', 'image', 'sentiment', 'keywords']),
+  code: z.enum([...Object.keys(catalogue) as ErrorCode[], 'field_trimmed', 'section_truncated', 'section_trimmed', 'tone_mismatch']),
   message: z.string()
-}).meta({ description: 'An optional step that failed; the post is served without its part.' })
+}).meta({
+  description: 'Something the post is served without, or with less of: an optional step that failed (its error code), a field ' +
+    'trimmed at a word (field_trimmed), a section cut off by the token limit (section_truncated) or far past its length ' +
+    '(section_trimmed), or a persuasive post whose sentiment is negative (tone_mismatch).'
+})
 
 export const postSchema = z.object({
   id: z.uuid(),
@@ -22,7 +26,7 @@ export const postSchema = z.object({
   sentiment: z.object({ score: z.number().min(-1).max(1), magnitude: z.number().nonnegative(), label: z.enum(['negative', 'neutral', 'positive']) }).nullable(),
   keywords: z.array(z.object({ text: z.string(), salience: z.number() })),
   usage: z.object({ promptTokens: z.number().int().nonnegative(), completionTokens: z.number().int().nonnegative(), totalTokens: z.number().int().nonnegative() }),
-  timings: z.object({ draftMs: ms, imageMs: ms, sentimentMs: ms, keywordsMs: ms, refineMs: ms, totalMs: z.number().nonnegative() })
+  timings: z.object({ planMs: ms, sectionsMs: ms, imageMs: ms, sentimentMs: ms, keywordsMs: ms, totalMs: z.number().nonnegative() })
     .meta({ description: 'Milliseconds per step; null for a step that did not run.' }),
   warnings: z.array(warningSchema)
 })

@@ -5,14 +5,18 @@ import { ServiceError, type ErrorCode } from '../errors.ts'
 import type { TokenSource } from '../providers/google-token.ts'
 import { dataUrl, generateImage } from '../providers/image.ts'
 import { analyzeSentiment, extractKeywords } from '../providers/language.ts'
-import { complete, completeStructured, type ChatMessage, type TokenUsage } from '../providers/llm.ts'
+import type { ChatMessage, TokenUsage } from '../providers/llm.ts'
+import { streamCompletion, type StreamTimeouts } from '../providers/llm-stream.ts'
+import { parseAnswer } from '../providers/http.ts'
 import { uploadImage } from '../providers/storage.ts'
 import type { Guard } from '../resilience/guard.ts'
 import { stepWarnings } from '../telemetry/instruments.ts'
 import { round, runStep, stepLimit, type Step, type StepTimeouts } from './steps.ts'
 import type { Brief } from './brief.ts'
-import { draftMessages, draftTitle, echoesInstructions, editMessages, editSchema, imagePrompt, plainText, slugify } from './prompts.ts'
-import { allowedImage, safeMarkdown, safeText } from './safe-output.ts'
+import { echoesInstructions, imagePrompt, LENGTHS, planMessages, planSchema, plainText, sectionMessages, slugify, type Plan } from './prompts.ts'
+import { allowedImage, safeMarkdown, safeText, wellFormed } from './safe-output.ts'
+import { cleanSection, fitField } from './sections.ts'
+import { planResponseFormat } from '../providers/llm.ts'
 
 export interface PipelineDeps {
   dispatcher: Dispatcher
@@ -27,21 +31,26 @@ export interface PipelineDeps {
   /** The request's deadline (epoch ms), and each step's own limit within it. */
   deadlineAt: number
   stepTimeoutsMs: StepTimeouts
+  stream: StreamTimeouts
 }
 
 export type OptionalStep = Extract<Step, 'image' | 'sentiment' | 'keywords'>
 
+export type WarningCode = ErrorCode | 'field_trimmed' | 'section_truncated' | 'section_trimmed' | 'tone_mismatch'
+
 export interface Warning {
-  step: OptionalStep
-  code: ErrorCode
+  step: Step
+  code: WarningCode
   message: string
 }
 
+// The most a field may be before it is trimmed at a word boundary (the prompt asks for less).
+const FIELD_LIMITS = { title: 100, metaDescription: 200, imageAlt: 250 } as const
+
 /**
- * draft ─┬─ image ───────────────────────┐
- *        ├─ sentiment ─┐                 ├─ assemble
- *        └─ keywords ──┴─ refine (LLM) ──┘
- * Draft and refine are required; image, sentiment and keywords degrade to a warning.
+ * plan (LLM) ──── section 1 … N (LLM, in parallel) ── assemble ─┬─ sentiment ─┬─ result
+ * image (from the brief, alongside) ────────────────────────────┴─ keywords ──┘
+ * Plan and sections are required; image, sentiment and keywords degrade to a warning.
  */
 export async function generatePost (brief: Brief, deps: PipelineDeps) {
   deps.signal.throwIfAborted()
@@ -55,11 +64,15 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
 
   const { dispatcher, upstreams, token, guard, deadlineAt } = deps
   const context = { dispatcher, guard, deadlineAt }
-  const llm = { ...context, target: upstreams.llm, maxResponseBytes: deps.maxResponseBytes, token, logPrompt: deps.logPrompt }
+  const llm = { ...context, target: upstreams.llm, maxResponseBytes: deps.maxResponseBytes, token, logPrompt: deps.logPrompt, timeouts: deps.stream }
   const language = { ...context, target: upstreams.language, maxResponseBytes: deps.maxResponseBytes, token }
+  const warn = (step: Step, code: WarningCode, message: string) => {
+    warnings.push({ step, code, message })
+    stepWarnings.add(1, { 'content_engine.step': step, 'error.type': code })
+  }
 
-  async function heroImage (prompt: string, stepSignal: AbortSignal) {
-    const image = await generateImage({ ...context, target: upstreams.image, signal: stepSignal }, prompt)
+  async function heroImage (stepSignal: AbortSignal) {
+    const image = await generateImage({ ...context, target: upstreams.image, signal: stepSignal }, imagePrompt(brief))
     if ('url' in image) {
       if (allowedImage(image.url, upstreams.image.urlOrigins)) return image
       throw new ServiceError('upstream_bad_response', {
@@ -83,64 +96,73 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
       return await timed(step, run)
     } catch (error) {
       if (!signal.aborted) {
-        const warning = toWarning(step, error)
-        warnings.push(warning)
-        stepWarnings.add(1, { 'content_engine.step': step, 'error.type': warning.code })
+        const failure = toWarning(error)
+        warn(step, failure.code, failure.message)
       }
       return { value: null, ms: round(performance.now() - start) }
     }
   }
 
-  let image: Promise<{ value: { url: string } | null, ms: number | null }> = Promise.resolve({ value: null, ms: null })
+  // The image needs only the brief: it runs alongside the plan and the sections.
+  const image = brief.image ? optional('image', heroImage) : Promise.resolve({ value: null, ms: null })
   let settled = false
   try {
-    const draft = await timed('draft', (stepSignal) => complete({ ...llm, signal: stepSignal }, draftMessages(brief)))
-    const text = draft.value.content
-    const document = { content: plainText(text), language: brief.language }
+    const plan = await timed('plan', (stepSignal) => streamCompletion({ ...llm, signal: stepSignal }, planMessages(brief), { response_format: planResponseFormat(planSchema) },
+      (content) => checkedPlan(content, brief)))
+    const { wordsPerSection } = LENGTHS[brief.length]
+    // A cap well above the words asked for: finish_reason "length" then means a runaway section.
+    const maxTokens = Math.min(upstreams.llm.maxCompletionTokens ?? Infinity, Math.ceil(wordsPerSection * 4 / 3 * 2.5))
+    const sections = await timed('sections', (stepSignal) => Promise.all(plan.value.value.sections.map((_, index) =>
+      streamCompletion({ ...llm, signal: stepSignal, target: { ...upstreams.llm, maxCompletionTokens: maxTokens } }, sectionMessages(brief, plan.value.value, index)))))
 
-    if (brief.image) {
-      const prompt = imagePrompt(brief, draftTitle(text, brief))
-      image = optional('image', (stepSignal) => heroImage(prompt, stepSignal))
+    const body = safeMarkdown(plan.value.value.sections.map((section, index) => {
+      const { text, trimmed } = cleanSection(sections.value[index]!.content, sections.value[index]!.finishReason, wordsPerSection)
+      if (trimmed !== undefined) warn('sections', trimmed, `Section ${index + 1} ${trimmed === 'section_truncated' ? 'was cut off by max_completion_tokens and ends at its last full sentence' : 'ran far past its length and was cut at a paragraph'}.`)
+      return `## ${section.heading.replace(/\s+/g, ' ')}\n\n${text}`
+    }).join('\n\n'), upstreams.image.urlOrigins)
+    if (echoesInstructions(body)) {
+      throw new ServiceError('upstream_bad_response', { message: 'The LLM answer repeated its instructions.', details: { upstream: 'llm' } })
     }
+
+    // Analysis describes the body that is returned.
+    const document = { content: plainText(body), language: brief.language }
     const [sentiment, keywords] = await Promise.all([
       optional('sentiment', (stepSignal) => analyzeSentiment({ ...language, signal: stepSignal }, document)),
       optional('keywords', (stepSignal) => extractKeywords({ ...language, signal: stepSignal }, document, deps.keywordsMax))
     ])
-
-    const refine = await timed('refine', (stepSignal) => completeStructured({ ...llm, signal: stepSignal }, editMessages({
-      brief,
-      draft: text,
-      sentiment: sentiment.value && { score: sentiment.value.score, label: sentiment.value.label },
-      keywords: [...brief.keywords, ...(keywords.value ?? []).map((keyword) => keyword.text)]
-    }), 'blog_post', editSchema))
-    const edit = refine.value.value
-    if (echoesInstructions(`${edit.title}\n${edit.metaDescription}\n${edit.body}\n${edit.imageAlt}`)) {
-      throw new ServiceError('upstream_bad_response', { message: 'The LLM answer repeated its instructions.', details: { upstream: 'llm' } })
+    // The cheap check that replaced rewriting the post: a persuasive post should not read as negative.
+    if (brief.tone === 'persuasive' && sentiment.value?.label === 'negative') {
+      warn('sentiment', 'tone_mismatch', `The post was asked to be persuasive but its sentiment is negative (score ${sentiment.value.score}).`)
     }
     const hero = await image
     settled = true
-    const title = safeText(edit.title)
 
-    return {
+    const fields = Object.fromEntries((['title', 'metaDescription', 'imageAlt'] as const).map((name) => {
+      const { value, trimmed } = fitField(safeText(plan.value.value[name]), FIELD_LIMITS[name])
+      if (trimmed) warn('plan', 'field_trimmed', `The ${name} was longer than ${FIELD_LIMITS[name]} characters and was cut at a word.`)
+      return [name, value]
+    })) as Record<'title' | 'metaDescription' | 'imageAlt', string>
+
+    return wellFormed({
       id: randomUUID(),
-      title,
-      slug: slugify(title),
-      metaDescription: safeText(edit.metaDescription),
-      body: safeMarkdown(edit.body, upstreams.image.urlOrigins),
-      image: hero.value && { url: hero.value.url, alt: safeText(edit.imageAlt) },
+      title: fields.title,
+      slug: slugify(fields.title),
+      metaDescription: fields.metaDescription,
+      body,
+      image: hero.value && { url: hero.value.url, alt: fields.imageAlt },
       sentiment: sentiment.value,
       keywords: (keywords.value ?? []).map((keyword) => ({ ...keyword, text: safeText(keyword.text) })),
-      usage: addUsage(draft.value.usage, refine.value.usage),
+      usage: [plan.value.usage, ...sections.value.map((section) => section.usage)].reduce(addUsage),
       timings: {
-        draftMs: draft.ms,
+        planMs: plan.ms,
+        sectionsMs: sections.ms,
         imageMs: hero.ms,
         sentimentMs: sentiment.ms,
         keywordsMs: keywords.ms,
-        refineMs: refine.ms,
         totalMs: round(performance.now() - startedAt)
       },
       warnings
-    }
+    })
   } finally {
     deps.signal.removeEventListener('abort', abort)
     // On failure the image call may still be running: stop it, and wait so nothing outlives the
@@ -150,9 +172,20 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   }
 }
 
-function toWarning (step: OptionalStep, error: unknown): Warning {
-  if (error instanceof ServiceError) return { step, code: error.code, message: error.message }
-  return { step, code: 'internal_error', message: `The ${step} step failed unexpectedly.` }
+/** The plan, validated; only a plan with no usable section fails. More sections than asked are cut. */
+function checkedPlan (content: string, brief: Brief): Plan {
+  let json: unknown
+  try { json = JSON.parse(content) } catch { json = content }
+  const plan = parseAnswer(planSchema, json, 'llm')
+  if (echoesInstructions(`${plan.title}\n${plan.metaDescription}\n${plan.imageAlt}\n${plan.sections.map((s) => `${s.heading} ${s.points.join(' ')}`).join('\n')}`)) {
+    throw new ServiceError('upstream_bad_response', { message: 'The LLM answer repeated its instructions.', details: { upstream: 'llm' } })
+  }
+  return { ...plan, sections: plan.sections.slice(0, LENGTHS[brief.length].sections) }
+}
+
+function toWarning (error: unknown): { code: ErrorCode, message: string } {
+  if (error instanceof ServiceError) return { code: error.code, message: error.message }
+  return { code: 'internal_error', message: 'The step failed unexpectedly.' }
 }
 
 function addUsage (a: TokenUsage, b: TokenUsage): TokenUsage {

@@ -1,13 +1,16 @@
 // What an LLM writes is untrusted: a post may be rendered as HTML on someone's site, so it leaves
-// here with no raw HTML, links only to http(s), and images only from origins we configured.
-const HTML_TAG = /<\/?[a-z!][^>]*>/gi
-const HTML_COMMENT = /<!--[\s\S]*?(?:-->|$)/g
-// A destination may hold one level of balanced parentheses: javascript:alert(1) must be seen whole.
-const DESTINATION = String.raw`\(\s*<?((?:[^()\s>]|\([^()\s]*\))*)>?(?:\s+"[^"]*")?\s*\)`
-const IMAGE = new RegExp(String.raw`!\[([^\]]*)\]` + DESTINATION, 'g')
-const LINK = new RegExp(String.raw`\[([^\]]*)\]` + DESTINATION, 'g')
-const REFERENCE = /^ {0,3}\[[^\]]+\]:[ \t]*<?(\S+?)>?(?:[ \t]+.*)?$/gm
-const AUTOLINK = /<([a-z][a-z0-9+.-]*:[^>\s]*)>/gi
+// here with no raw HTML, links only to http(s), and images only from origins we configured. The
+// Markdown is parsed (mdast-util-from-markdown), taken to HTML's tree (mdast-util-to-hast, with its
+// raw HTML parsed by hast-util-raw), sanitised there with GitHub's schema (hast-util-sanitize), and
+// written back as Markdown: code spans and blocks keep `Array<string>` as written, no regular expression guesses.
+import type { Element, Root as HastRoot } from 'hast'
+import { raw } from 'hast-util-raw'
+import { sanitize, defaultSchema, type Schema } from 'hast-util-sanitize'
+import { toMdast } from 'hast-util-to-mdast'
+import { fromMarkdown } from 'mdast-util-from-markdown'
+import { toHast } from 'mdast-util-to-hast'
+import { toMarkdown } from 'mdast-util-to-markdown'
+import { SKIP, visit } from 'unist-util-visit'
 
 /** Decodes what a browser would before reading a scheme: entities, and invisible or control characters. */
 function normalise (url: string) {
@@ -25,29 +28,51 @@ function webUrl (url: string) {
   return parsed?.protocol === 'http:' || parsed?.protocol === 'https:' ? parsed : undefined
 }
 
-const isWebUrl = (url: string) => webUrl(url) !== undefined
-
 export function allowedImage (url: string, imageOrigins: readonly string[]) {
   const parsed = webUrl(url)
   return parsed !== undefined && imageOrigins.includes(parsed.origin)
 }
 
-/** Markdown safe to render: tags removed (their text kept), unsafe links reduced to their text. */
+// GitHub's schema, with links and images held to http(s) and no id clobbering of our own.
+const SCHEMA: Schema = { ...defaultSchema, protocols: { href: ['http', 'https'], src: ['http', 'https'] } }
+
+/** Markdown safe to render: raw HTML dropped, unsafe links reduced to their text, foreign images to their alt. */
 export function safeMarkdown (markdown: string, imageOrigins: readonly string[]) {
-  return markdown
-    .replace(HTML_COMMENT, '')
-    // Autolinks become ordinary links first, so the tag stripping cannot take them for tags.
-    .replace(AUTOLINK, (_, url: string) => isWebUrl(url) ? `[${url}](${url})` : '')
-    // Tags go before links are judged: a tag inside a destination could otherwise hide it.
-    .replace(HTML_TAG, '')
-    .replace(IMAGE, (whole, alt: string, url: string) => allowedImage(url, imageOrigins) ? whole : alt)
-    .replace(LINK, (whole, text: string, url: string) => isWebUrl(url) ? whole : text)
-    .replace(REFERENCE, (whole, url: string) => isWebUrl(url) ? whole : '')
-    // What is left of a broken tag must not start one when the post is rendered.
-    .replace(/</g, '&lt;')
+  // Raw HTML is parsed as a browser would (hast-util-raw, parse5), so the sanitiser sees real
+  // elements: text inside a tag block survives, scripts and event handlers do not.
+  const html = raw(toHast(fromMarkdown(markdown), { allowDangerousHtml: true }) as HastRoot)
+  // Our rules first, while every URL is still there to judge: a link that is not http(s) becomes its
+  // text (or nothing, when its text is that URL), an image from elsewhere its alt text.
+  visit(html, 'element', (node: Element, index, parent) => {
+    if (parent === undefined || index === undefined) return
+    if (node.tagName === 'img' && !allowedImage(String(node.properties.src ?? ''), imageOrigins)) {
+      const alt = String(node.properties.alt ?? '')
+      parent.children.splice(index, 1, ...(alt === '' ? [] : [{ type: 'text' as const, value: alt }]))
+      return [SKIP, index]
+    }
+    const href = String(node.properties.href ?? '')
+    if (node.tagName === 'a' && webUrl(href) === undefined) {
+      const text = node.children.map((child) => child.type === 'text' ? child.value : '').join('')
+      parent.children.splice(index, 1, ...(text === href ? [] : node.children))
+      return [SKIP, index]
+    }
+  })
+  const clean = sanitize(html, SCHEMA) as HastRoot
+  return toMarkdown(toMdast(clean), { bullet: '-', emphasis: '_', rule: '-' }).trim()
 }
 
-/** Plain text for title, meta description and alt text: no markup of any kind. */
+const HTML_COMMENT = /<!--[\s\S]*?(?:-->|$)/g
+const HTML_TAG = /<\/?[a-z!][^>]*>/gi
+
+/** Plain text for title, meta description, headings and alt text: no markup of any kind. */
 export function safeText (text: string) {
   return text.replace(HTML_COMMENT, '').replace(HTML_TAG, '').replace(/[<>]/g, '').replace(/\s+/g, ' ').trim()
+}
+
+/** Every string in `value` without lone surrogates, which strict UTF-8 parsers reject. */
+export function wellFormed<T> (value: T): T {
+  if (typeof value === 'string') return value.toWellFormed() as T
+  if (Array.isArray(value)) return value.map(wellFormed) as T
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, wellFormed(child)])) as T
+  return value
 }

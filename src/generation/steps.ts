@@ -3,7 +3,7 @@ import { ServiceError } from '../errors.ts'
 import { upstreamStall } from '../resilience/guard.ts'
 import { stepDuration } from '../telemetry/instruments.ts'
 
-export type Step = 'draft' | 'image' | 'sentiment' | 'keywords' | 'refine'
+export type Step = 'plan' | 'sections' | 'image' | 'sentiment' | 'keywords'
 export type StepTimeouts = Readonly<Record<Step, number>>
 
 const tracer = trace.getTracer('content-engine')

@@ -15,9 +15,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
-  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request',
-  // handlerTimeout, the backstop behind the in-flight plugin's own deadline.
-  FST_ERR_HANDLER_TIMEOUT: 'upstream_timeout'
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request'
 }
 
 function send (request: FastifyRequest, reply: FastifyReply, code: ErrorCode, message: string = catalogue[code].message, details?: unknown) {

@@ -160,7 +160,7 @@ function retryAfter (headers: Dispatcher.ResponseData['headers']): number | unde
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now())
 }
 
-function toServiceError (error: unknown, upstream: UpstreamName, signal: AbortSignal | undefined): unknown {
+export function toServiceError (error: unknown, upstream: UpstreamName, signal: AbortSignal | undefined): unknown {
   if (error instanceof ServiceError) return error
   // Our own cancellation is not an upstream failure: let the caller see its abort reason.
   if (signal?.aborted) return signal.reason

@@ -8,7 +8,7 @@ export interface BreakerOptions {
   /** Below `minVolume` no ratio means much: this many failures in a row open it instead. */
   consecutiveFailures: number
   openMs: number
-  /** Calls let through when the open period ends; a majority of them decides. */
+  /** Calls let through at a time once the open period ends; a majority of this many decides. */
   halfOpenProbes: number
   onStateChange?: (state: BreakerState) => void
   now?: () => number
@@ -19,9 +19,9 @@ export type BreakerState = 'closed' | 'open' | 'half_open'
 /**
  * A circuit breaker for an upstream that is down, not one that is merely flaky: it trips on a
  * failure *rate* over a rolling window with a minimum volume (Envoy's outlier detection, Hystrix),
- * so a 20 % fault rate, which retries absorb, never opens it. After `openMs` it lets
- * `halfOpenProbes` calls through and closes on a majority of successes, reopens on a majority of
- * failures. Outcomes that say nothing about the upstream (our own deadline, a caller who left)
+ * so a 20 % fault rate, which retries absorb, never opens it. After `openMs` it lets up to
+ * `halfOpenProbes` calls through at a time, and closes once a majority of that many succeeded, or
+ * reopens once a majority failed. Outcomes that say nothing about the upstream (our own deadline, a caller who left)
  * are `release`d: they neither count nor decide a probe.
  *
  * Not opossum: its half-open state admits every call and decides on the first result, and it
@@ -33,14 +33,16 @@ export function createBreaker (options: BreakerOptions) {
   let state: BreakerState = 'closed'
   let openedAt = 0
   let consecutive = 0
-  const probes = { admitted: 0, successes: 0, failures: 0 }
+  // Probes in flight at once, not in all: a request that fans out (a plan, then its sections) must
+  // not find the slots taken by its own finished calls while the breaker is still deciding.
+  const probes = { inFlight: 0, successes: 0, failures: 0 }
   const majority = Math.floor(options.halfOpenProbes / 2) + 1
 
   function moveTo (next: BreakerState) {
     if (next === state) return
     state = next
     if (next === 'open') openedAt = now()
-    if (next === 'half_open') Object.assign(probes, { admitted: 0, successes: 0, failures: 0 })
+    if (next === 'half_open') Object.assign(probes, { inFlight: 0, successes: 0, failures: 0 })
     if (next === 'closed') { window.reset(); consecutive = 0 }
     options.onStateChange?.(next)
   }
@@ -58,12 +60,13 @@ export function createBreaker (options: BreakerOptions) {
     tryAcquire () {
       const current = this.state
       if (current === 'closed') return true
-      if (current === 'open' || probes.admitted >= options.halfOpenProbes) return false
-      probes.admitted++
+      if (current === 'open' || probes.inFlight >= options.halfOpenProbes) return false
+      probes.inFlight++
       return true
     },
     success () {
       if (state === 'half_open') {
+        probes.inFlight = Math.max(0, probes.inFlight - 1)
         if (++probes.successes >= majority) moveTo('closed')
         return
       }
@@ -73,6 +76,7 @@ export function createBreaker (options: BreakerOptions) {
     },
     failure () {
       if (state === 'half_open') {
+        probes.inFlight = Math.max(0, probes.inFlight - 1)
         if (++probes.failures >= majority) moveTo('open')
         return
       }
@@ -88,7 +92,7 @@ export function createBreaker (options: BreakerOptions) {
     },
     /** An admitted call whose outcome says nothing about the upstream: free its probe slot. */
     release () {
-      if (state === 'half_open') probes.admitted = Math.max(0, probes.admitted - 1)
+      if (state === 'half_open') probes.inFlight = Math.max(0, probes.inFlight - 1)
     }
   }
 }

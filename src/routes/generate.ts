@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import type { Upstreams } from '../config.ts'
 import type { StepTimeouts } from '../generation/steps.ts'
+import type { StreamTimeouts } from '../providers/llm-stream.ts'
 import { briefSchema } from '../generation/brief.ts'
 import { generatePost } from '../generation/pipeline.ts'
 import type { TokenSource } from '../providers/google-token.ts'
@@ -14,6 +15,7 @@ export interface GenerateRouteOptions {
   maxResponseBytes: number
   requestTimeoutMs: number
   stepTimeoutsMs: StepTimeouts
+  stream: StreamTimeouts
   token: TokenSource | undefined
   logPrompts: boolean
 }
@@ -25,11 +27,11 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
   app.withTypeProvider<ZodTypeProvider>().post('/generate', {
     schema: { body: briefSchema, headers },
     onRequest: [app.authenticate, app.inFlight.admit],
-    config: { rateLimit: {} },
-    // A backstop only: the in-flight plugin's deadline answers first. Its request.signal is not
-    // used, because Fastify aborts it as soon as a POST body has been read (fastify/fastify#4690,
-    // checked in test/plugins/in-flight.test.ts).
-    handlerTimeout: options.requestTimeoutMs + 1_000
+    config: { rateLimit: {} }
+    // One deadline, the in-flight plugin's: it aborts every upstream call and answers 504. Fastify's
+    // handlerTimeout, once a backstop here, never fired on a POST with a body; request.signal is not
+    // used either, because Fastify aborts it as soon as a POST body has been read
+    // (fastify/fastify#4690, checked in test/plugins/in-flight.test.ts).
   }, async (request, reply) => {
     const deadlineMs = Math.min(options.requestTimeoutMs, request.headers['x-request-timeout-ms'] ?? Infinity)
     const signal = app.inFlight.start(reply, deadlineMs)
@@ -44,7 +46,8 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
       signal,
       logPrompt: options.logPrompts ? (messages) => request.log.info({ prompt: messages }, 'LLM prompt (LOG_PROMPTS)') : undefined,
       deadlineAt: Date.now() + deadlineMs,
-      stepTimeoutsMs: options.stepTimeoutsMs
+      stepTimeoutsMs: options.stepTimeoutsMs,
+      stream: options.stream
     })
     return post
   })

@@ -6,7 +6,6 @@ export interface SimBrief {
   audience?: string
   tone?: string
   keywords?: string[]
-  sections?: number
 }
 
 const HEADINGS = [
@@ -48,8 +47,14 @@ function seeded (text: string) {
 
 const capitalise = (text: string) => text.charAt(0).toUpperCase() + text.slice(1)
 
-export function writeDraft (brief: SimBrief) {
-  const random = seeded(JSON.stringify(brief))
+/** What the plan call carries in its <brief> block: the brief, and how long the post must be. */
+export interface PlanRequest extends SimBrief {
+  sections?: number
+  wordsPerSection?: number
+}
+
+function filler (brief: SimBrief, seed: string) {
+  const random = seeded(seed)
   const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)]!
   const topic = brief.topic.trim()
   const audience = brief.audience?.trim() || 'readers'
@@ -58,42 +63,50 @@ export function writeDraft (brief: SimBrief) {
     .replaceAll('{topic}', topic).replaceAll('{Topic}', capitalise(topic))
     .replaceAll('{audience}', audience).replaceAll('{Audience}', capitalise(audience))
     .replaceAll('{keyword}', pick(keywords))
-  const sections = Math.max(1, Math.min(brief.sections ?? 4, HEADINGS.length))
-  const openers = OPENERS[brief.tone ?? 'informative'] ?? OPENERS.informative!
-
-  const lines = [`# ${capitalise(topic)}: a practical guide`, '', fill(`This guide explains ${topic} for ${audience}. ${pick(openers)}`)]
-  for (let index = 0; index < sections; index++) {
-    lines.push('', `## ${fill(HEADINGS[index]!)}`)
-    // Longer posts get more paragraphs per section as well as more sections.
-    const paragraphs = sections >= 6 ? 2 : 1
-    for (let p = 0; p < paragraphs; p++) {
-      lines.push('', [pick(openers), fill(pick(SENTENCES)), fill(pick(SENTENCES)), fill(pick(SENTENCES))].join(' '))
-    }
-  }
-  return lines.join('\n')
+  return { pick, fill, topic, audience, openers: OPENERS[brief.tone ?? 'informative'] ?? OPENERS.informative! }
 }
 
-export interface EditMaterial {
+/** The plan, as a model following the prompt writes it: as many sections as asked for. */
+export function writePlan (request: PlanRequest) {
+  const { fill, topic, audience, pick, openers } = filler(request, JSON.stringify(request))
+  const count = Math.max(1, Math.min(request.sections ?? 4, HEADINGS.length))
+  const title = `${capitalise(topic)}: a practical guide`
+  return {
+    title,
+    metaDescription: `This guide explains ${topic} for ${audience}. ${pick(openers)}`,
+    imagePrompt: `An editorial illustration about ${topic}, clean composition, no text`,
+    imageAlt: `Editorial illustration for "${title}"`,
+    sections: HEADINGS.slice(0, count).map((heading, index) => ({
+      heading: fill(heading),
+      points: [fill(SENTENCES[index % SENTENCES.length]!), fill(SENTENCES[(index + 3) % SENTENCES.length]!)]
+    }))
+  }
+}
+
+/** What a section call carries in its <section> block. */
+export interface SectionRequest {
   brief: SimBrief
-  draft: string
-  keywords?: string[]
+  plan?: { title?: string, headings?: string[] }
+  index?: number
+  heading?: string
+  points?: string[]
+  words?: number
 }
 
-/** The final edit: fills the fields the JSON schema asks for, from the draft it was given. */
-export function editDraft (material: EditMaterial, properties: string[]) {
-  const { draft } = material
-  const heading = /^#\s+(.+)$/m.exec(draft)?.[1]?.trim() ?? capitalise(material.brief.topic)
-  const body = draft.replace(/^#\s+.+\n+/m, '').trim()
-  const firstParagraph = body.split(/\n{2,}/).find((block) => !block.startsWith('#')) ?? heading
-  const keywords = [...new Set((material.keywords ?? []).map((keyword) => keyword.trim()).filter(Boolean))].slice(0, 5)
-  const takeaways = keywords.length === 0 ? '' : `\n\n## Key takeaways\n\n${keywords.map((keyword) => `- ${capitalise(keyword)}`).join('\n')}`
-  const known: Record<string, string> = {
-    title: heading.length > 70 ? `${heading.slice(0, 67).trimEnd()}...` : heading,
-    metaDescription: firstParagraph.length > 155 ? `${firstParagraph.slice(0, 152).trimEnd()}...` : firstParagraph,
-    body: body + takeaways,
-    imageAlt: `Editorial illustration for "${heading}"`
+/** One section's paragraphs, close to the number of words asked for, without its heading. */
+export function writeSection (request: SectionRequest) {
+  const { pick, fill, openers } = filler(request.brief, JSON.stringify(request))
+  const target = Math.max(20, request.words ?? 150)
+  const paragraphs: string[] = []
+  let words = 0
+  while (words < target) {
+    const sentences = [pick(openers)]
+    while (sentences.join(' ').split(' ').length < 70 && words + sentences.join(' ').split(' ').length < target) sentences.push(fill(pick(SENTENCES)))
+    const paragraph = sentences.join(' ')
+    paragraphs.push(paragraph)
+    words += paragraph.split(' ').length
   }
-  return Object.fromEntries(properties.map((name) => [name, known[name] ?? '']))
+  return paragraphs.join('\n\n')
 }
 
 export function countTokens (text: string) {

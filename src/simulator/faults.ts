@@ -17,10 +17,20 @@ export interface Fault {
   malformed?: boolean
   /** A 200 whose JSON body is this many bytes. */
   oversizeBytes?: number
-  /** A 200 with valid JSON in the wrong shape (for the final edit: content missing its fields). */
+  /** A 200 with valid JSON in the wrong shape (for the plan: content missing its fields). */
   wrongShape?: boolean
-  /** For llm: apply only to the draft call or only to the final edit. */
-  kind?: 'draft' | 'edit'
+  /** For llm: apply only to the plan call or only to the section calls. */
+  kind?: 'plan' | 'section'
+  /** Streamed llm calls, a third of the way in: stop sending and keep the socket open. */
+  stall?: boolean
+  /** Streamed llm calls, a third of the way in: destroy the socket. */
+  cut?: boolean
+  /** Streamed llm calls, a third of the way in: an in-band {"error": …} event, then the end. */
+  streamError?: boolean
+  /** Streamed llm calls: every token, then the end, with no finish_reason and no [DONE]. */
+  noDone?: boolean
+  /** Half the answer, then finish_reason "length", as a model that hit max_completion_tokens. */
+  finishLength?: boolean
   /** Apply to the first N calls only (flag and setFault faults; a header fault is per request anyway). */
   times?: number
   /** OpenAI's retry-after-ms header. */
@@ -73,7 +83,7 @@ export class FaultSpecError extends Error {
 
 /**
  * Parses "status=503,retry-after=1", "hang", "reset=body", "malformed", "oversize=52428800",
- * "delay=200", "wrong-shape,kind=edit": the grammar of both the --fault flag and the x-sim-fault header.
+ * "delay=200", "wrong-shape,kind=plan", "stall,kind=section": the grammar of both the --fault flag and the x-sim-fault header.
  */
 export function parseFault (spec: string): Fault {
   const fault: Fault = {}
@@ -100,9 +110,14 @@ export function parseFault (spec: string): Fault {
         fault.hostile = value ?? 'markup'
         break
       case 'kind':
-        if (value !== 'draft' && value !== 'edit') throw new FaultSpecError('kind takes draft or edit')
+        if (value !== 'plan' && value !== 'section') throw new FaultSpecError('kind takes plan or section')
         fault.kind = value
         break
+      case 'stall': fault.stall = true; break
+      case 'cut': fault.cut = true; break
+      case 'stream-error': fault.streamError = true; break
+      case 'no-done': fault.noDone = true; break
+      case 'finish-length': fault.finishLength = true; break
       default: throw new FaultSpecError(`unknown fault "${key}"`)
     }
   }

@@ -1,14 +1,18 @@
 import { parseArgs } from 'node:util'
 import { CHAOS_KINDS, ENDPOINTS, parseChaosKinds, parseEndpointFault, type Endpoint, type Fault } from './faults.ts'
 import { startSimulator, type Latency } from './server.ts'
+import { realPace } from './stream.ts'
 
 const USAGE = `Usage: npm run simulator -- [--port 4010] [--latency 50] [--jitter 10]
        [--latency-llm 200] [--fault llm:status=503,retry-after=1] [--image-format url|b64]
-       [--keep-alive-ms 5000] [--fault-rate 0.2 [--fault-kinds ${CHAOS_KINDS.join(',')}] [--slow-ms 500]]
+       [--keep-alive-ms 5000] [--pace instant|real [--pace-scale 0.1] [--tokens-per-second 80]] [--fault-rate 0.2 [--fault-kinds ${CHAOS_KINDS.join(',')}] [--slow-ms 500]]
 Endpoints: ${ENDPOINTS.join(', ')}.
 Faults: status=N[,retry-after=S] | delay=MS | hang | hang-body | reset[=headers|body] | malformed |
-        oversize=BYTES | wrong-shape | quota | retry-after-ms=MS; with times=N for the first N calls
-        only, and kind=draft|edit to aim at one of the two llm calls
+        oversize=BYTES | wrong-shape | quota | retry-after-ms=MS; streamed llm calls also stall | cut |
+        stream-error | no-done | finish-length; with times=N for the first N calls only, and
+        kind=plan|section to aim at one kind of llm call
+Pace: real is 0.5 s to the first token then 80 tokens/s (a token is 4 characters), 15 s per image,
+        150 ms per Natural Language call; --pace-scale multiplies every figure (0.1: ten times faster)
 Random faults: --fault-rate P gives every provider call that no --fault or x-sim-fault applies to
         a fault with probability P, of a kind drawn from --fault-kinds (default: all)`
 
@@ -29,6 +33,9 @@ function main () {
       'fault-rate': { type: 'string', default: '0' },
       'fault-kinds': { type: 'string', default: CHAOS_KINDS.join(',') },
       'slow-ms': { type: 'string', default: '500' },
+      pace: { type: 'string', default: 'instant' },
+      'pace-scale': { type: 'string', default: '1' },
+      'tokens-per-second': { type: 'string', default: '80' },
       help: { type: 'boolean', default: false }
     }
   })
@@ -55,7 +62,10 @@ function main () {
   const rate = number('fault-rate', values['fault-rate'])
   if (rate > 1) throw new Error('--fault-rate is a probability, from 0 to 1')
   const chaos = rate === 0 ? undefined : { rate, kinds: parseChaosKinds(values['fault-kinds']), slowMs: number('slow-ms', values['slow-ms']) }
-  return startSimulator({ port: number('port', values.port), host: values.host, latency, faults, imageFormat, keepAliveTimeoutMs, ...(chaos === undefined ? {} : { chaos }) })
+  if (values.pace !== 'instant' && values.pace !== 'real') throw new Error('--pace must be instant or real')
+  const scale = number('pace-scale', values['pace-scale'])
+  const pace = values.pace === 'real' ? realPace(scale, number('tokens-per-second', values['tokens-per-second'])) : undefined
+  return startSimulator({ port: number('port', values.port), host: values.host, latency, faults, imageFormat, keepAliveTimeoutMs, pace, ...(chaos === undefined ? {} : { chaos }) })
 }
 
 try {

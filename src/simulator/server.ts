@@ -1,12 +1,13 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { chatCompletion, hostile, llmKind, wrongShape } from './chat.ts'
+import { chatCompletion, chatContent, hostileContent, llmKind, wrongShape, type LlmKind } from './chat.ts'
 import { drawFault, parseFault, type Chaos, type Endpoint, type Fault } from './faults.ts'
 import { HttpError, readBytes, readJson, send, sendBytes, sendHalf, sendOversize, sendProviderError, sendRaw, serveImage } from './http.ts'
 import { imageId, pngImage } from './images.ts'
 import { extractEntities } from './keywords.ts'
 import { analyzeSentiment } from './sentiment.ts'
+import { streamChat, writingMs, type Pace } from './stream.ts'
 
 export interface Latency { fixedMs: number, jitterMs: number }
 
@@ -20,11 +21,13 @@ export interface SimulatorOptions {
   keepAliveTimeoutMs?: number
   /** Random faults on every provider call that no other fault applies to. */
   chaos?: Chaos
+  /** Provider pace (realPace()); undefined answers at once. */
+  pace?: Pace | undefined
 }
 
 export interface CallRecord {
   endpoint: Endpoint
-  kind: 'draft' | 'edit' | undefined
+  kind: LlmKind | undefined
   startedAt: number
   endedAt: number | undefined
   aborted: boolean
@@ -48,7 +51,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
   const imageFormat = options.imageFormat ?? 'url'
   const calls: CallRecord[] = []
   // The last body of each LLM call kind, so tests can read exactly what the service sent.
-  const lastBodies: { draft?: Record<string, unknown>, edit?: Record<string, unknown> } = {}
+  const lastBodies: { plan?: Record<string, unknown>, section?: Record<string, unknown> } = {}
   const requests: Record<Endpoint | 'metadata' | 'storage', number> = { llm: 0, image: 0, sentiment: 0, entities: 0, metadata: 0, storage: 0 }
   // Uploaded objects, served back at /BUCKET/NAME; the oldest go first past MAX_OBJECTS.
   const objects = new Map<string, { data: Buffer, contentType: string }>()
@@ -123,8 +126,10 @@ export async function startSimulator (options: SimulatorOptions = {}) {
         }
       }
       if (fault.quota) fault = { ...fault, status: 429 }
+      if (endpoint === 'llm' && fault.status === undefined) return await llm(req, res, body, fault, deadline, record.kind!, controller.signal)
       const answer = fault.status === undefined ? answerFor(endpoint, body, req) : undefined
-      const wait = deadline - performance.now() + (fault.delayMs ?? 0)
+      const paced = endpoint === 'image' ? options.pace?.imageMs ?? 0 : endpoint === 'llm' ? 0 : options.pace?.languageMs ?? 0
+      const wait = deadline + paced - performance.now() + (fault.delayMs ?? 0)
       if (wait > 0) await sleep(wait, undefined, { signal: controller.signal })
       if (fault.hang) return
       if (fault.reset === 'headers') {
@@ -134,8 +139,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       if (fault.status !== undefined || answer === undefined) return sendProviderError(res, endpoint, fault.status ?? 500, fault)
       if (fault.malformed) return sendRaw(res, 200, '{"choices": [{"message": {"content": "trunc')
       if (fault.oversizeBytes !== undefined) return sendOversize(res, fault.oversizeBytes)
-      if (fault.wrongShape) return send(res, 200, wrongShape(answer))
-      if (fault.hostile !== undefined && endpoint === 'llm') return send(res, 200, hostile(answer, body, fault.hostile))
+      if (fault.wrongShape) return send(res, 200, wrongShape(answer, undefined))
       if (fault.reset === 'body' || fault.hangBody) return sendHalf(res, JSON.stringify(answer), fault.reset === 'body')
       send(res, 200, answer)
     } catch (error) {
@@ -146,12 +150,36 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     }
   }
 
+  // Chat Completions, whole or streamed, at the configured pace.
+  async function llm (req: IncomingMessage, res: ServerResponse, body: Record<string, unknown>, fault: Fault, deadline: number, kind: LlmKind, signal: AbortSignal) {
+    if (!/^Bearer \S+/.test(req.headers.authorization ?? '')) throw new HttpError(401, 'missing bearer token')
+    const written = chatContent(body)
+    let content = written.content
+    if (fault.hostile !== undefined) content = hostileContent(content, body, fault.hostile)
+    if (fault.wrongShape && kind === 'plan') content = '{"headline":"?"}'
+    const stream = body.stream === true
+    const wait = deadline - performance.now() + (fault.delayMs ?? 0) + (stream ? 0 : writingMs(options.pace, content))
+    if (wait > 0) await sleep(wait, undefined, { signal })
+    if (fault.hang) return
+    if (fault.reset === 'headers') return req.socket.destroy()
+    if (fault.oversizeBytes !== undefined) return sendOversize(res, fault.oversizeBytes)
+    if (stream) {
+      const includeUsage = (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true
+      return await streamChat(res, { model: String(body.model), content, promptTokens: written.promptTokens, includeUsage, pace: options.pace, fault, signal })
+    }
+    const answer = chatCompletion(body, content, written.promptTokens)
+    if (fault.malformed) return sendRaw(res, 200, '{"choices": [{"message": {"content": "trunc')
+    if (fault.wrongShape && kind === 'section') return send(res, 200, wrongShape(answer, kind))
+    if (fault.reset === 'body' || fault.hangBody) return sendHalf(res, JSON.stringify(answer), fault.reset === 'body')
+    send(res, 200, answer)
+  }
+
   function answerFor (endpoint: Endpoint, body: Record<string, unknown>, req: IncomingMessage) {
-    if (endpoint === 'llm' || endpoint === 'image') {
+    if (endpoint === 'image') {
       if (!/^Bearer \S+/.test(req.headers.authorization ?? '')) throw new HttpError(401, 'missing bearer token')
     }
     switch (endpoint) {
-      case 'llm': return chatCompletion(body)
+      case 'llm': throw new Error('llm calls are answered by llm()')
       case 'image': return images(body)
       case 'sentiment': {
         const { content, language } = documentOf(body)

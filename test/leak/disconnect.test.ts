@@ -7,8 +7,9 @@ import { drive, LIMITS, startVariant } from './guard.ts'
 const ABANDONED = 300
 
 test(`${ABANDONED} requests abandoned mid-flight abort their upstream calls and leave no sockets, timers or listeners behind`, async (t) => {
-  // Every upstream call takes 2 s, so any call still running 300 ms after the callers left is one
-  // that was not aborted.
+  // Every upstream call takes 2 s, so a call still running 1.5 s after the callers left is one that
+  // was not aborted. (Not 300 ms: Node can report a client's closed socket a few hundred ms late
+  // under this load, and until then a queued call of that request may still get its slot.)
   const slow = { fixedMs: 2_000, jitterMs: 0 }
   const simulator = await startSimulator({ keepAliveTimeoutMs: 60_000, latency: { llm: slow, image: slow, sentiment: slow, entities: slow } })
   t.after(() => simulator.close())
@@ -18,10 +19,10 @@ test(`${ABANDONED} requests abandoned mid-flight abort their upstream calls and 
   const statuses = await drive(service.origin, ABANDONED, 50, { abortAfterMs: () => 20 + Math.random() * 80 })
   assert.deepEqual(statuses, { aborted: ABANDONED })
 
-  await sleep(300)
+  for (let waited = 0; waited < 1_500 && simulator.stats().inFlight > 0; waited += 50) await sleep(50)
   const { inFlight, requests } = simulator.stats()
   assert.ok(requests.llm > ABANDONED / 2, `most requests reached the draft call before their caller left: ${requests.llm}`)
-  assert.equal(inFlight, 0, 'no upstream call outlived its caller')
+  assert.equal(inFlight, 0, `no upstream call outlived its caller: ${JSON.stringify(simulator.calls.filter((call) => call.endedAt === undefined).map((call) => [call.endpoint, call.kind, Math.round(performance.now() - call.startedAt)]))}`)
   assert.ok(simulator.calls.every((call) => call.aborted), 'every upstream call was cut off, none answered')
 
   await sleep(LIMITS.keepAliveMs + 500)

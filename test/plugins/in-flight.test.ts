@@ -23,21 +23,6 @@ test('Fastify aborts request.signal once a POST body has been read, with the cal
   assert.deepEqual(await response.body.json(), { aborted: true })
 })
 
-test('handlerTimeout, the backstop deadline, answers 504 upstream_timeout in the documented shape', async (t) => {
-  const app = Fastify({ logger: false })
-  t.after(() => app.close())
-  await app.register(errorResponses)
-  app.post('/slow', { handlerTimeout: 50 }, async () => {
-    await sleep(200)
-    return {}
-  })
-
-  const response = await app.inject({ method: 'POST', url: '/slow', payload: {} })
-
-  assert.equal(response.statusCode, 504)
-  assert.equal(response.json().error.code, 'upstream_timeout')
-})
-
 test('a caller that left after sending its body but before the handler started gets an already-aborted signal', async (t) => {
   const app = Fastify({ logger: false })
   t.after(() => app.close())

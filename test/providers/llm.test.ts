@@ -1,116 +1,93 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { z } from 'zod'
-import { ServiceError } from '../../src/errors.ts'
-import { complete, completeStructured } from '../../src/providers/llm.ts'
-import { capture, mockUpstream, UPSTREAM_ORIGIN } from '../helper.ts'
+import { planResponseFormat } from '../../src/providers/llm.ts'
+import { streamCompletion } from '../../src/providers/llm-stream.ts'
+import { startSimulator } from '../../src/simulator/server.ts'
+import { realPace } from '../../src/simulator/stream.ts'
+import { mockUpstream, UPSTREAM_ORIGIN } from '../helper.ts'
+import { Agent } from 'undici'
 
 const target = { baseUrl: `${UPSTREAM_ORIGIN}/v1/`, apiKey: 'sk-test', model: 'gpt-test' }
-const completion = (content: string) => ({
-  choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
-  usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }
-})
 const messages = [{ role: 'user' as const, content: 'hello' }]
+const timeouts = { firstTokenMs: 1_000, idleMs: 1_000 }
+const sse = (...events: unknown[]) => events.map((event) => `data: ${typeof event === 'string' ? event : JSON.stringify(event)}\n\n`).join('')
+const delta = (content: string, finish: string | null = null) => ({ choices: [{ index: 0, delta: { content }, finish_reason: finish }] })
+const usage = { choices: [], usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 } }
 
-test('complete posts an OpenAI Chat Completions request to the base URL path and reads content and usage', async (t) => {
+test('streamCompletion posts stream: true with include_usage, and reads the deltas, the finish_reason and the usage chunk', async (t) => {
   const { agent, pool } = mockUpstream(t)
-  const { seen, reply } = capture(200, completion('a draft'))
-  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(reply)
+  let sent: Record<string, unknown> = {}
+  let headers: Record<string, string> = {}
+  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply((options) => {
+    sent = JSON.parse(String(options.body))
+    headers = options.headers as Record<string, string>
+    return { statusCode: 200, data: sse(delta('a '), delta('section'), delta('', 'stop'), usage, '[DONE]'), responseOptions: { headers: { 'content-type': 'text/event-stream' } } }
+  })
+  const deltas: string[] = []
 
-  const answer = await complete({ dispatcher: agent, target, maxResponseBytes: 1e6 }, messages)
+  const answer = await streamCompletion({ dispatcher: agent, target, maxResponseBytes: 1e6, timeouts, onDelta: (text) => deltas.push(text) }, messages)
 
-  assert.deepEqual(answer, { content: 'a draft', usage: { promptTokens: 11, completionTokens: 7, totalTokens: 18 } })
-  const [request] = seen
-  assert.equal(request?.headers.authorization, 'Bearer sk-test')
-  assert.equal(request?.headers['content-type'], 'application/json')
-  assert.deepEqual(request?.body, { model: 'gpt-test', messages })
+  assert.deepEqual({ content: answer.content, finishReason: answer.finishReason, usage: answer.usage }, { content: 'a section', finishReason: 'stop', usage: { promptTokens: 11, completionTokens: 7, totalTokens: 18 } })
+  assert.deepEqual(deltas, ['a ', 'section'])
+  assert.deepEqual(sent, { model: 'gpt-test', messages, stream: true, stream_options: { include_usage: true } })
+  assert.equal(headers.authorization, 'Bearer sk-test')
 })
 
-test('completeStructured sends a strict json_schema response_format and validates the answer with zod', async (t) => {
-  const { agent, pool } = mockUpstream(t)
-  const { seen, reply } = capture(200, completion(JSON.stringify({ title: 'T' })))
-  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(reply)
-
-  const schema = z.strictObject({ title: z.string().min(1).max(70).describe('The title.') })
-  const { value } = await completeStructured({ dispatcher: agent, target, maxResponseBytes: 1e6 }, messages, 'post', schema)
-
-  assert.deepEqual(value, { title: 'T' })
-  assert.deepEqual(seen[0]?.body.response_format, {
+test('the plan\'s response_format is a strict json_schema: closed objects, no lengths or array sizes', () => {
+  const schema = z.object({ title: z.string().min(1).max(70).describe('The title.'), tags: z.array(z.string()).min(1) })
+  assert.deepEqual(planResponseFormat(schema), {
     type: 'json_schema',
     json_schema: {
-      name: 'post',
+      name: 'post_plan',
       strict: true,
-      // String lengths are not allowed in strict mode: zod checks them on the answer instead.
-      schema: { type: 'object', properties: { title: { type: 'string', description: 'The title.' } }, required: ['title'], additionalProperties: false }
+      schema: { type: 'object', properties: { title: { type: 'string', description: 'The title.' }, tags: { type: 'array', items: { type: 'string' } } }, required: ['title', 'tags'], additionalProperties: false }
     }
   })
 })
 
-test('a structured answer that is not JSON, or has the wrong fields, is upstream_bad_response', async (t) => {
-  const { agent, pool } = mockUpstream(t)
-  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(200, completion('not json'))
-  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(200, completion('{"headline":"T"}'))
-  const schema = z.strictObject({ title: z.string() })
-  const call = { dispatcher: agent, target, maxResponseBytes: 1e6 }
-
-  for (let i = 0; i < 2; i++) {
-    await assert.rejects(completeStructured(call, messages, 'post', schema), { code: 'upstream_bad_response', statusCode: 502 })
-  }
-})
-
-test('error statuses, wrong shapes and invalid JSON map into the catalogue', async (t) => {
-  const { agent, pool } = mockUpstream(t)
-  const call = { dispatcher: agent, target, maxResponseBytes: 1e6 }
-  const path = '/v1/chat/completions'
-  pool.intercept({ path, method: 'POST' }).reply(503, { error: { message: 'overloaded' } })
-  pool.intercept({ path, method: 'POST' }).reply(200, { choices: [] })
-  pool.intercept({ path, method: 'POST' }).reply(200, '{"choices": [')
-  pool.intercept({ path, method: 'POST' }).reply(200, { choices: [{ message: { content: null } }], usage: {} })
-
-  await assert.rejects(complete(call, messages), (error: ServiceError) => {
-    assert.equal(error.code, 'upstream_error')
-    assert.deepEqual(error.details, { upstream: 'llm', status: 503 })
-    return true
+for (const [name, body, code] of [
+  ['a stream that ends without [DONE] or a finish_reason', sse(delta('half a sec')), 'upstream_bad_response'],
+  ['an in-band error object', sse(delta('half'), { error: { message: 'overloaded', type: 'server_error' } }), 'upstream_error'],
+  ['a chunk that is not JSON', sse(delta('half'), '{"choices": [{"del'), 'upstream_bad_response'],
+  ['an empty completion', sse(delta('', 'stop'), usage, '[DONE]'), 'upstream_bad_response']
+] as const) {
+  test(`${name} is ${code}, never a short answer that looks complete`, async (t) => {
+    const { agent, pool } = mockUpstream(t)
+    pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(200, body, { headers: { 'content-type': 'text/event-stream' } })
+    await assert.rejects(streamCompletion({ dispatcher: agent, target, maxResponseBytes: 1e6, timeouts }, messages), { code })
   })
-  for (let i = 0; i < 3; i++) {
-    await assert.rejects(complete(call, messages), { code: 'upstream_bad_response', statusCode: 502 })
-  }
+}
+
+test('an error status is upstream_error with its status, and a parse that rejects the content is upstream_bad_response', async (t) => {
+  const { agent, pool } = mockUpstream(t)
+  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(503, { error: { message: 'busy' } }, { headers: { 'retry-after': '2' } })
+  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(200, sse(delta('not json', 'stop'), '[DONE]'))
+  const call = { dispatcher: agent, target, maxResponseBytes: 1e6, timeouts }
+  await assert.rejects(streamCompletion(call, messages), { code: 'upstream_error', details: { upstream: 'llm', status: 503, retryAfterMs: 2000 } })
+  await assert.rejects(streamCompletion(call, messages, {}, (content) => z.object({ title: z.string() }).parse(JSON.parse(content))), (error: Error) => error.name === 'SyntaxError' || /upstream_bad_response/.test(String((error as { code?: string }).code)))
 })
 
-test('a connection error is upstream_unavailable and keeps its cause', async (t) => {
-  const { agent, pool } = mockUpstream(t)
-  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).replyWithError(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }))
+test('two timers instead of one body timeout: a section that keeps writing runs past both, one that stalls is cut at the idle limit', async (t) => {
+  // 40 tokens/s for ~45 tokens: about 1 s of writing, far past the 500 ms limits, in steps of 20 ms.
+  const simulator = await startSimulator({ pace: realPace(0.05, 2) })
+  t.after(() => simulator.close())
+  const dispatcher = new Agent()
+  t.after(() => dispatcher.close())
+  const sim = { baseUrl: `${simulator.origin}/v1`, apiKey: 'k', model: 'm' }
+  const section = [{ role: 'user' as const, content: '<section>{"brief":{"topic":"kites"},"words":30}</section>' }]
+  const short = { firstTokenMs: 500, idleMs: 500 }
 
-  await assert.rejects(complete({ dispatcher: agent, target, maxResponseBytes: 1e6 }, messages), (error: ServiceError) => {
-    assert.equal(error.code, 'upstream_unavailable')
-    assert.equal((error.cause as { code?: string }).code, 'ECONNREFUSED')
-    return true
-  })
-})
+  const started = performance.now()
+  const written = await streamCompletion({ dispatcher, target: sim, maxResponseBytes: 1e6, timeouts: short }, section)
+  assert.ok(performance.now() - started > 500, 'it wrote for longer than either limit')
+  assert.equal(written.finishReason, 'stop')
 
-test('an answer above maxResponseBytes is upstream_response_too_large', async (t) => {
-  const { agent, pool } = mockUpstream(t)
-  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(200, completion('x'.repeat(5000)))
-
-  await assert.rejects(complete({ dispatcher: agent, target, maxResponseBytes: 1000 }, messages), { code: 'upstream_response_too_large' })
-})
-
-test('without an API key the service account token is sent as the bearer (Vertex AI)', async (t) => {
-  const { agent, pool } = mockUpstream(t)
-  const { seen, reply } = capture(200, completion('a draft'))
-  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(reply)
-
-  await complete({ dispatcher: agent, target: { ...target, apiKey: undefined }, maxResponseBytes: 1e6, token: async () => 'ya29.token' }, messages)
-
-  assert.equal(seen[0]?.headers.authorization, 'Bearer ya29.token')
-})
-
-test('the completion cap is sent as max_completion_tokens', async (t) => {
-  const { agent, pool } = mockUpstream(t)
-  const { seen, reply } = capture(200, completion('a draft'))
-  pool.intercept({ path: '/v1/chat/completions', method: 'POST' }).reply(reply)
-
-  await complete({ dispatcher: agent, target: { ...target, maxCompletionTokens: 512 }, maxResponseBytes: 1e6 }, messages)
-
-  assert.equal(seen[0]?.body.max_completion_tokens, 512)
+  simulator.setFault('llm', { stall: true })
+  const stalledAt = performance.now()
+  await assert.rejects(streamCompletion({ dispatcher, target: sim, maxResponseBytes: 1e6, timeouts: short }, section), { code: 'upstream_timeout' })
+  assert.ok(performance.now() - stalledAt < 500 + 1_000, 'cut at the idle limit after the stall')
+  await sleep(50)
+  assert.equal(simulator.stats().inFlight, 0, 'the stalled stream was closed')
 })

@@ -118,7 +118,7 @@ test('a 429 with Retry-After: 1 waits and succeeds', async (t) => {
 
   assert.equal(result.status, 200)
   assert.ok(result.ms >= 1_000, `waited ${result.ms} ms`)
-  assert.equal(calls(llm, 'llm'), 3, 'draft twice, edit once')
+  assert.equal(calls(llm, 'llm'), 6, 'the plan twice, then its four sections')
   await nothingLeft()
 })
 
@@ -238,13 +238,13 @@ test('a client that disconnects mid-request: every upstream call is aborted, as 
 
   const controller = new AbortController()
   const pending = fetch(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(GOOD_BRIEF), signal: controller.signal })
-  for (let i = 0; i < 100 && llm.stats().inFlight === 0; i++) await sleep(5)
+  for (let i = 0; i < 100 && !llm.calls.some((call) => call.endpoint === 'llm'); i++) await sleep(5)
   controller.abort()
   await assert.rejects(pending)
   await sleep(100)
 
   assert.equal(llm.stats().inFlight, 0)
-  assert.ok(llm.calls.every((call) => call.aborted))
+  assert.ok(llm.calls.filter((call) => call.endpoint === 'llm').every((call) => call.aborted), 'the plan was cut off, not answered')
   await nothingLeft()
 })
 
@@ -276,4 +276,41 @@ test('a burst of 300 over the concurrency limit: fast 503s with Retry-After, and
   const admittedP99 = Math.max(...admitted.map((r) => r.ms))
   assert.ok(admittedP99 <= 1.2 * unloadedP99, `admitted p99 ${admittedP99.toFixed(0)} ms, unloaded p99 ${unloadedP99.toFixed(0)} ms`)
   await nothingLeft()
+})
+
+test('the request deadline, on a POST over a real socket: 504 at the deadline, and the section streams stop within 100 ms', async (t) => {
+  const { app, llm } = await stack(t, { llm: { faults: { llm: { stall: true, kind: 'section' } } } })
+  const origin = await app.listen({ port: 0, host: '127.0.0.1' })
+  const started = performance.now()
+
+  const response = await fetchPost(origin, { 'x-request-timeout-ms': '400' })
+
+  const elapsed = performance.now() - started
+  assert.equal(response.status, 504)
+  assert.equal(response.body.error.code, 'upstream_timeout')
+  assert.ok(elapsed >= 390 && elapsed < 900, `answered at ${elapsed.toFixed(0)} ms`)
+  assert.ok(calls(llm, 'llm') >= 2, 'sections had started streaming')
+  await sleep(100)
+  assert.equal(llm.stats().inFlight, 0, 'no section kept streaming for nobody')
+})
+
+async function fetchPost (origin: string, headers: Record<string, string>) {
+  const { request } = await import('undici')
+  const response = await request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(GOOD_BRIEF) })
+  return { status: response.statusCode, body: await response.body.json() as { error: { code: string } } }
+}
+
+test('a caller that leaves while the sections stream: every stream is closed within 100 ms, as the simulator counts them', async (t) => {
+  const { app, llm } = await stack(t, { llm: { faults: { llm: { stall: true, kind: 'section' } } } })
+  const origin = await app.listen({ port: 0, host: '127.0.0.1' })
+  const controller = new AbortController()
+  const pending = fetch(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(GOOD_BRIEF), signal: controller.signal })
+  for (let i = 0; i < 200 && llm.calls.filter((call) => call.kind === 'section').length < 4; i++) await sleep(5)
+  assert.equal(llm.stats().inFlight >= 4, true, 'four sections were streaming')
+
+  controller.abort()
+  await assert.rejects(pending)
+  await sleep(100)
+
+  assert.equal(llm.stats().inFlight, 0, 'no stream left open')
 })

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { plainText } from '../../src/generation/prompts.ts'
+import { analyzeSentiment } from '../../src/simulator/sentiment.ts'
 import { GOOD_BRIEF, startStack } from '../helper.ts'
 
 test('POST /generate returns a complete post built from real calls to the simulator', async (t) => {
@@ -20,40 +22,55 @@ test('POST /generate returns a complete post built from real calls to the simula
   assert.ok(['positive', 'neutral', 'negative'].includes(post.sentiment.label))
   assert.ok(post.keywords.length > 0 && post.keywords.length <= 8)
   assert.ok(post.usage.totalTokens === post.usage.promptTokens + post.usage.completionTokens && post.usage.totalTokens > 0)
-  for (const step of ['draftMs', 'imageMs', 'sentimentMs', 'keywordsMs', 'refineMs', 'totalMs']) {
+  for (const step of ['planMs', 'sectionsMs', 'imageMs', 'sentimentMs', 'keywordsMs', 'totalMs']) {
     assert.equal(typeof post.timings[step], 'number', step)
   }
   assert.deepEqual(post.warnings, [])
-  // In simulator mode the language calls carry the simulated service account's token, fetched once.
-  assert.deepEqual(simulator.stats().requests, { llm: 2, image: 1, sentiment: 1, entities: 1, metadata: 1, storage: 0 })
+  // medium: a plan and four sections. In simulator mode the language calls carry the simulated
+  // service account's token, fetched once.
+  assert.deepEqual(simulator.stats().requests, { llm: 5, image: 1, sentiment: 1, entities: 1, metadata: 1, storage: 0 })
+  assert.equal(post.body.match(/^## /gm).length, 4, 'one heading per planned section, from the plan')
 })
 
-test('the steps run as a graph: refine waits for sentiment and keywords, the image overlaps refine', async (t) => {
+test('the steps run as a graph: the image starts with the plan, the sections in parallel after it, the analysis on the assembled body', async (t) => {
   const { app, simulator } = await startStack(t, {
     simulator: {
-      latency: { llm: { fixedMs: 40, jitterMs: 0 }, sentiment: { fixedMs: 40, jitterMs: 0 }, entities: { fixedMs: 60, jitterMs: 0 }, image: { fixedMs: 150, jitterMs: 0 } }
+      latency: { llm: { fixedMs: 40, jitterMs: 0 }, sentiment: { fixedMs: 40, jitterMs: 0 }, entities: { fixedMs: 60, jitterMs: 0 }, image: { fixedMs: 250, jitterMs: 0 } }
     }
   })
 
-  const response = await app.inject({ method: 'POST', url: '/generate', payload: GOOD_BRIEF })
+  const response = await app.inject({ method: 'POST', url: '/generate', payload: { ...GOOD_BRIEF, length: 'long' } })
   assert.equal(response.statusCode, 200)
 
-  const call = (endpoint: string, kind?: string) => {
-    const found = simulator.calls.find((c) => c.endpoint === endpoint && (kind === undefined || c.kind === kind))
-    assert.ok(found?.endedAt !== undefined, `${endpoint} ${kind ?? ''} was called and finished`)
-    return { start: found.startedAt, end: found.endedAt }
-  }
-  const draft = call('llm', 'draft')
-  const edit = call('llm', 'edit')
-  const image = call('image')
-  const sentiment = call('sentiment')
-  const keywords = call('entities')
+  const calls = (endpoint: string, kind?: string) => simulator.calls.filter((c) => c.endpoint === endpoint && (kind === undefined || c.kind === kind))
+  const [plan] = calls('llm', 'plan')
+  const sections = calls('llm', 'section')
+  const [image] = calls('image')
+  const [sentiment] = calls('sentiment')
+  const [keywords] = calls('entities')
+  assert.equal(sections.length, 6)
+  assert.ok(image!.startedAt < plan!.endedAt!, 'the image does not wait for the plan')
+  for (const section of sections) assert.ok(section.startedAt >= plan!.endedAt!, 'sections start after the plan')
+  // In parallel: all six start before the first one ends.
+  assert.ok(Math.max(...sections.map((c) => c.startedAt)) < Math.min(...sections.map((c) => c.endedAt!)), 'the sections run in parallel')
+  for (const analysis of [sentiment!, keywords!]) assert.ok(analysis.startedAt >= Math.max(...sections.map((c) => c.endedAt!)), 'analysis waits for the whole body')
+  const post = response.json()
+  assert.ok(post.timings.totalMs >= post.timings.imageMs, 'the post waits for its image')
+})
 
-  for (const step of [image, sentiment, keywords]) assert.ok(step.start >= draft.end, 'starts after the draft')
-  assert.ok(edit.start >= sentiment.end && edit.start >= keywords.end, 'refine starts after sentiment and keywords')
-  assert.ok(image.start < edit.start && image.end > edit.start, 'the image runs alongside refine')
-  // No step waits needlessly: the three branches start together, not one after another.
-  assert.ok(Math.max(image.start, sentiment.start, keywords.start) - draft.end < 30)
+test('sentiment and keywords describe the body that is returned, and the prompts ask for the lengths documented', async (t) => {
+  const { app, simulator } = await startStack(t)
+  for (const [length, sections, words] of [['short', 3, 600], ['medium', 4, 1_200], ['long', 6, 2_000]] as const) {
+    const response = await app.inject({ method: 'POST', url: '/generate', payload: { ...GOOD_BRIEF, length } })
+    const post = response.json()
+    assert.equal(post.body.match(/^## /gm).length, sections, length)
+    const written = post.body.split(/\s+/).length
+    assert.ok(Math.abs(written - words) <= 0.25 * words, `${length}: ${written} words for ${words}`)
+  }
+  // The simulator scores what it is sent: the same score for the returned body means it was sent.
+  const post = (await app.inject({ method: 'POST', url: '/generate', payload: GOOD_BRIEF })).json()
+  assert.equal(post.sentiment.score, analyzeSentiment(plainText(post.body)).score)
+  assert.ok(simulator.stats().requests.sentiment > 0)
 })
 
 test('a failing image step is a warning, not a failure', async (t) => {
@@ -94,7 +111,7 @@ test('image: false skips the image call and reports no image time', async (t) =>
   assert.equal(simulator.stats().requests.image, 0)
 })
 
-test('a failing draft fails the request with the mapped error and the documented shape', async (t) => {
+test('a failing plan fails the request with the mapped error and the documented shape', async (t) => {
   const { app, simulator } = await startStack(t, { simulator: { faults: { llm: { status: 503 } } } })
 
   const response = await app.inject({ method: 'POST', url: '/generate', payload: GOOD_BRIEF, headers: { 'x-request-id': 'caller-42' } })
@@ -105,7 +122,7 @@ test('a failing draft fails the request with the mapped error and the documented
     error: { code: 'upstream_error', message: 'The llm upstream answered 503.', details: { upstream: 'llm', status: 503 } },
     requestId: 'caller-42'
   })
-  assert.equal(simulator.stats().requests.image, 0, 'nothing after the draft started')
+  assert.equal(simulator.stats().requests.llm, 3, 'the plan was tried three times, and no section started')
 })
 
 test('an LLM that sends no headers before the headers timeout is a 504', async (t) => {
@@ -117,13 +134,13 @@ test('an LLM that sends no headers before the headers timeout is a 504', async (
   assert.equal(response.json().error.code, 'upstream_timeout')
 })
 
-test('a wrong-shaped final edit is retried, then a 502, never a 200 with fields missing', async (t) => {
-  const { app, simulator } = await startStack(t, { simulator: { faults: { llm: { wrongShape: true, kind: 'edit' } } } })
+test('a wrong-shaped plan is retried, then a 502, never a 200 with fields missing', async (t) => {
+  const { app, simulator } = await startStack(t, { simulator: { faults: { llm: { wrongShape: true, kind: 'plan' } } } })
 
   const response = await app.inject({ method: 'POST', url: '/generate', payload: GOOD_BRIEF })
 
   assert.equal(response.statusCode, 502)
   assert.equal(response.json().error.code, 'upstream_bad_response')
   // UPSTREAM_MAX_ATTEMPTS (3): a fresh answer usually has the right shape, so it is asked again.
-  assert.deepEqual(simulator.calls.filter((c) => c.endpoint === 'llm').map((c) => c.kind), ['draft', 'edit', 'edit', 'edit'])
+  assert.deepEqual(simulator.calls.filter((c) => c.endpoint === 'llm').map((c) => c.kind), ['plan', 'plan', 'plan'])
 })

@@ -20,11 +20,18 @@ async function startIndependentProviders () {
     const usage = { prompt_tokens: 10, completion_tokens: 20, total_tokens: 30 }
     switch (req.url) {
       case '/openai/v1/chat/completions': {
+        // OpenAI's streaming format: chat.completion.chunk events, a usage chunk, then [DONE].
         const properties = body.response_format?.json_schema?.schema?.properties
         const content = properties === undefined
-          ? '# Tide pools\n\nTide pools are wonderful places to learn.'
-          : JSON.stringify({ title: 'Tide pools, explained', metaDescription: 'A short guide.', body: 'Tide pools are wonderful.', imageAlt: 'A rocky shore' })
-        return answer({ id: 'x', object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage })
+          ? 'Tide pools are wonderful places to learn.'
+          : JSON.stringify({ title: 'Tide pools, explained', metaDescription: 'A short guide.', imageAlt: 'A rocky shore', sections: [{ heading: 'What lives there', points: ['anemones'] }, { heading: 'How to visit', points: ['low tide'] }] })
+        const chunk = (delta: object, finish: string | null) => `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        res.write(chunk({ role: 'assistant', content: content.slice(0, 10) }, null))
+        res.write(chunk({ content: content.slice(10) }, null))
+        res.write(chunk({}, 'stop'))
+        if (body.stream_options?.include_usage === true) res.write(`data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', choices: [], usage })}\n\n`)
+        return res.end('data: [DONE]\n\n')
       }
       case '/openai/v1/images/generations':
         return answer({ created: 1, data: [{ b64_json: pngImage('00ff00ff00ff00ff').toString('base64') }] })
@@ -70,12 +77,13 @@ test('pointed at an independent server that speaks the public wire formats, PROV
   assert.match(post.image.url, /^data:image\/png;base64,/)
   assert.deepEqual(post.sentiment, { score: 0.9, magnitude: 0.9, label: 'positive' })
   assert.deepEqual(post.keywords, [{ text: 'tide pools', salience: 0.9 }])
-  assert.deepEqual(post.usage, { promptTokens: 20, completionTokens: 40, totalTokens: 60 })
+  assert.match(post.body, /^## What lives there\n\nTide pools are wonderful places to learn\.\n\n## How to visit\n\nTide pools/)
+  assert.deepEqual(post.usage, { promptTokens: 30, completionTokens: 60, totalTokens: 90 }, 'the plan and two sections, from their usage chunks')
   assert.deepEqual(post.warnings, [])
 
   const byPath = (path: string) => providers.seen.filter((call) => call.path === path)
-  assert.equal(byPath('/openai/v1/chat/completions').length, 2)
-  assert.ok(byPath('/openai/v1/chat/completions').every((call) => call.headers.authorization === 'Bearer sk-live' && call.body.model === 'gpt-4o-mini'))
+  assert.equal(byPath('/openai/v1/chat/completions').length, 3)
+  assert.ok(byPath('/openai/v1/chat/completions').every((call) => call.headers.authorization === 'Bearer sk-live' && call.body.model === 'gpt-4o-mini' && call.body.stream === true))
   assert.equal(byPath('/openai/v1/images/generations')[0]?.headers.authorization, 'Bearer sk-image')
   assert.equal(byPath('/nl/v1/documents:analyzeSentiment')[0]?.headers['x-goog-api-key'], 'goog-live')
   assert.equal(byPath('/nl/v1/documents:analyzeEntities')[0]?.headers['x-goog-api-key'], 'goog-live')

@@ -7,22 +7,37 @@ const ORIGINS = ['https://images.example']
 
 test('safeMarkdown removes raw HTML and keeps only http(s) links and images from allowed origins', () => {
   const input = [
-    '# Title', '<script>alert(1)</script>text after', '<img src=x onerror="alert(2)">',
-    '[ok](https://example.com/a) [bad](javascript:alert(3)) [enc](jav&#x61;script:x) [ws]( java\tscript:x)',
-    '[data](data:text/html,hi) <https://example.com/auto> <javascript:alert(5)>',
-    '![mine](https://images.example/a.png) ![theirs](https://evil.example/p.png)',
-    '[ref]: javascript:alert(6)', '<!-- comment --> a < b'
+    '# Title', '', '<script>alert(1)</script>text after', '', '<img src=x onerror="alert(2)">', '',
+    '[ok](https://example.com/a) [bad](javascript:alert(3)) [enc](jav&#x61;script:x) [ws]( java\tscript:x)', '',
+    '[data](data:text/html,hi) <https://example.com/auto> <javascript:alert(5)>', '',
+    '![mine](https://images.example/a.png) ![theirs](https://evil.example/p.png)', '',
+    '[ref]: javascript:alert(6)', '', 'see [it][ref]', '', '<!-- comment --> a < b'
   ].join('\n')
 
   const output = safeMarkdown(input, ORIGINS)
 
   assert.doesNotMatch(output, /<script|<img|onerror|javascript:|jav&#x61;|data:text|evil\.example|<!--/i)
   assert.match(output, /\[ok\]\(https:\/\/example\.com\/a\)/)
-  assert.match(output, /\[https:\/\/example\.com\/auto\]\(https:\/\/example\.com\/auto\)/)
+  assert.match(output, /<https:\/\/example\.com\/auto>/)
   assert.match(output, /!\[mine\]\(https:\/\/images\.example\/a\.png\)/)
   assert.match(output, /text after/)
   assert.match(output, /bad enc/)
-  assert.match(output, /a &lt; b/)
+  assert.match(output, /see it/)
+  assert.match(output, /a < b/, 'a lone < is text, not the start of a tag')
+})
+
+test('safeMarkdown keeps code as written: Array<string> in a code span and a code block is not escaped', () => {
+  const input = 'Use `Array<string>` for lists.\n\n```ts\nconst names: Array<string> = [] // a < b && b > c\n```'
+  const output = safeMarkdown(input, ORIGINS)
+  assert.match(output, /`Array<string>`/)
+  assert.match(output, /const names: Array<string> = \[\] \/\/ a < b && b > c/)
+  assert.doesNotMatch(output, /&lt;|&gt;|&amp;/)
+})
+
+test('what the sanitiser returns is stable: sanitising it again changes nothing', () => {
+  const input = '## A heading\n\nSome _emphasis_, **strong**, a [link](https://example.com) and `code`.\n\n- one\n- two\n\n> a quote'
+  const once = safeMarkdown(input, ORIGINS)
+  assert.equal(safeMarkdown(once, ORIGINS), once)
 })
 
 test('safeText leaves no markup in titles and alt text', () => {
@@ -43,11 +58,11 @@ test('hostile upstream output (script tags, javascript: links, foreign images) n
 })
 
 test('an answer that repeats the system prompt is refused, never passed on', async (t) => {
-  const { app } = await startStack(t, { simulator: { faults: { llm: { hostile: 'echo', kind: 'edit' } } } })
+  const { app } = await startStack(t, { simulator: { faults: { llm: { hostile: 'echo', kind: 'section' } } } })
 
   const response = await app.inject({ method: 'POST', url: '/generate', payload: GOOD_BRIEF })
 
   assert.equal(response.statusCode, 502)
   assert.equal(response.json().error.code, 'upstream_bad_response')
-  assert.doesNotMatch(response.body, /You (write|edit) blog posts/)
+  assert.doesNotMatch(response.body, /You (plan blog posts|write one section)/)
 })

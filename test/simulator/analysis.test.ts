@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { writeDraft } from '../../src/simulator/content.ts'
+import { writePlan, writeSection } from '../../src/simulator/content.ts'
 import { extractEntities } from '../../src/simulator/keywords.ts'
 import { analyzeSentiment } from '../../src/simulator/sentiment.ts'
 
@@ -31,10 +31,14 @@ test('RAKE ranks the repeated multi-word phrase first and drops stop words', () 
   assert.ok(Math.abs(total - 1) < 0.01, `saliences sum to 1, got ${total}`)
 })
 
-test('drafts are deterministic, built from the topic, and grow with length', () => {
-  const brief = { topic: 'sourdough baking', tone: 'casual', sections: 2 }
-  assert.equal(writeDraft(brief), writeDraft(brief))
-  assert.match(writeDraft(brief), /^# Sourdough baking/)
-  const paragraphs = (sections: number) => writeDraft({ ...brief, sections }).split('\n\n').filter((block) => !block.startsWith('#')).length
-  assert.ok(paragraphs(2) < paragraphs(4) && paragraphs(4) < paragraphs(6))
+test('plans and sections are deterministic, built from the topic, and as long as the prompt asks', () => {
+  const brief = { topic: 'sourdough baking', tone: 'casual' }
+  assert.deepEqual(writePlan({ ...brief, sections: 3 }), writePlan({ ...brief, sections: 3 }))
+  assert.match(writePlan({ ...brief, sections: 3 }).title, /^Sourdough baking/)
+  for (const sections of [2, 4, 6]) assert.equal(writePlan({ ...brief, sections }).sections.length, sections)
+  for (const words of [100, 300, 600]) {
+    const written = writeSection({ brief, heading: 'Why it matters', words }).split(/\s+/).length
+    assert.ok(Math.abs(written - words) <= 0.25 * words, `${written} words for ${words} asked`)
+    assert.doesNotMatch(writeSection({ brief, words }), /^#/m, 'no heading: it comes from the plan')
+  }
 })

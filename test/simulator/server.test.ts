@@ -7,7 +7,12 @@ import { startSimulator } from '../../src/simulator/server.ts'
 test('fault specs parse from the flag and header grammar, and bad ones are refused', () => {
   assert.deepEqual(parseFault('status=429,retry-after=1'), { status: 429, retryAfter: '1' })
   assert.deepEqual(parseFault('reset=body'), { reset: 'body' })
-  assert.deepEqual(parseFault('wrong-shape,kind=edit'), { wrongShape: true, kind: 'edit' })
+  assert.deepEqual(parseFault('wrong-shape,kind=plan'), { wrongShape: true, kind: 'plan' })
+  assert.deepEqual(parseFault('stall,kind=section'), { stall: true, kind: 'section' })
+  assert.deepEqual(parseFault('cut'), { cut: true })
+  assert.deepEqual(parseFault('stream-error'), { streamError: true })
+  assert.deepEqual(parseFault('no-done'), { noDone: true })
+  assert.deepEqual(parseFault('finish-length'), { finishLength: true })
   assert.deepEqual(parseEndpointFault('image:hang'), ['image', { hang: true }])
   assert.throws(() => parseFault('status=abc'), FaultSpecError)
   assert.throws(() => parseFault('explode'), FaultSpecError)
@@ -34,7 +39,7 @@ test('the simulator speaks each wire format, checks bearer tokens, and honours x
 
   assert.equal(unauthorised.status, 401)
   assert.equal(ok.status, 200)
-  assert.match(JSON.parse(ok.body).choices[0].message.content, /^# Kites/)
+  assert.match(JSON.parse(ok.body).choices[0].message.content, /kites/i)
   assert.equal(limited.status, 429)
   assert.equal(limited.headers['retry-after'], '2')
   assert.match(JSON.parse(entities.body).entities[0].name, /^kite flying/i)

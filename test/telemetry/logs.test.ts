@@ -60,7 +60,7 @@ test('LOG_PROMPTS=true logs each prompt for debugging, with credentials still re
 
   const { stdout, stderr } = server.output()
   const prompts = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line)).filter((line) => line.message === 'LLM prompt (LOG_PROMPTS)')
-  assert.equal(prompts.length, 2, 'the draft and the edit prompt')
+  assert.equal(prompts.length, 5, 'the plan and the four sections of a medium post')
   assert.ok(stdout.includes(GOOD_BRIEF.topic))
   for (const secret of [env.LLM_API_KEY, env.IMAGE_API_KEY, env.LANGUAGE_API_KEY, 'caller-SECRET-e5f6']) {
     assert.equal(stdout.includes(secret) || stderr.includes(secret), false, `${secret} is not in the output`)

@@ -84,10 +84,10 @@ test('the production start exposes every metric family on METRICS_PORT, with cou
   const received = Object.values(simulator.stats().requests).reduce((total, count) => total + count, 0)
   assert.ok(received > REQUESTS * 5)
   assert.equal(sum(client, (l) => l.server_address === '127.0.0.1'), received)
-  assert.equal(sum(family('gen_ai_client_operation_duration_count'), (l) => l.gen_ai_operation_name === 'chat'), REQUESTS * 2)
-  assert.equal(sum(family('gen_ai_client_token_usage_count'), (l) => l.gen_ai_token_type === 'output'), REQUESTS * 2)
+  assert.equal(sum(family('gen_ai_client_operation_duration_count'), (l) => l.gen_ai_operation_name === 'chat'), REQUESTS * 5)
+  assert.equal(sum(family('gen_ai_client_token_usage_count'), (l) => l.gen_ai_token_type === 'output'), REQUESTS * 5)
   const steps = family('content_engine_pipeline_step_duration_count')
-  for (const step of ['draft', 'sentiment', 'keywords', 'refine']) assert.equal(sum(steps, (l) => l.content_engine_step === step && l.content_engine_outcome === 'ok'), REQUESTS, step)
+  for (const step of ['plan', 'sections', 'sentiment', 'keywords']) assert.equal(sum(steps, (l) => l.content_engine_step === step && l.content_engine_outcome === 'ok'), REQUESTS, step)
   assert.equal(sum(steps, (l) => l.content_engine_step === 'image' && l.content_engine_outcome === 'error'), REQUESTS)
   // Every image call fails: the first requests see upstream_error, and once ten failures in a row
   // open the image's own breaker, the rest see circuit_open. The LLM on the same origin is untouched.
@@ -99,7 +99,7 @@ test('the production start exposes every metric family on METRICS_PORT, with cou
   assert.equal(sum(transitions, (l) => l.content_engine_upstream === 'llm'), 0)
   const attempts = family('content_engine_upstream_attempts_total')
   assert.equal(sum(attempts, () => true), received, 'every call the simulator received was counted as an attempt')
-  assert.equal(sum(attempts, (l) => l.content_engine_upstream === 'llm' && l.content_engine_attempt === 'first'), REQUESTS * 2)
+  assert.equal(sum(attempts, (l) => l.content_engine_upstream === 'llm' && l.content_engine_attempt === 'first'), REQUESTS * 5)
 
   for (const state of ['connected', 'free', 'pending', 'queued', 'running']) {
     const gauge = family(`content_engine_upstream_pool_${state}`)

@@ -41,17 +41,17 @@ test('one trace per request under ESM: server span, a span per step, undici clie
   }
 
   const steps = trace.filter((span) => span.name.startsWith('pipeline '))
-  assert.deepEqual(steps.map((span) => span.name).sort(), ['pipeline draft', 'pipeline image', 'pipeline keywords', 'pipeline refine', 'pipeline sentiment'])
+  assert.deepEqual(steps.map((span) => span.name).sort(), ['pipeline image', 'pipeline keywords', 'pipeline plan', 'pipeline sections', 'pipeline sentiment'])
   for (const step of steps) assert.ok(ancestors(step).includes(root), `${step.name} sits under the server span`)
 
   const clients = trace.filter((span) => span.kind === CLIENT)
-  assert.equal(clients.length, 5, 'one undici client span per upstream call')
+  assert.equal(clients.length, 8, 'one undici client span per upstream call: plan, four sections, image, sentiment, entities')
   for (const client of clients) {
     assert.ok(byId.get(client.parentSpanId ?? '')?.name.startsWith('pipeline '), `${client.name} is the child of a step span`)
   }
 
   const upstreamTraceIds = simulator.calls.map((call) => /^00-([0-9a-f]{32})-[0-9a-f]{16}-0[01]$/.exec(String(call.headers.traceparent))?.[1])
-  assert.deepEqual(upstreamTraceIds, Array(5).fill(root.traceId), 'every upstream call carried a traceparent of this trace')
+  assert.deepEqual(upstreamTraceIds, Array(8).fill(root.traceId), 'every upstream call carried a traceparent of this trace')
 
   const access = server.output().stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line)).find((line) => line.httpRequest?.requestUrl === '/generate')
   assert.ok(access, 'an access log line for the request')
@@ -80,12 +80,12 @@ test('every log line of a request carries the caller\'s trace, whichever phase w
   const origin = await server.listening
 
   const cases = [
-    { name: 'ok', key: 'key-blog', body: JSON.stringify(GOOD_BRIEF), status: 200, messages: ['LLM prompt (LOG_PROMPTS)', 'LLM prompt (LOG_PROMPTS)', 'request completed'] },
+    { name: 'ok', key: 'key-blog', body: JSON.stringify(GOOD_BRIEF), status: 200, messages: [...Array(5).fill('LLM prompt (LOG_PROMPTS)'), 'request completed'] },
     { name: 'no credential', key: undefined, body: JSON.stringify(GOOD_BRIEF), status: 401, messages: ['A valid credential is required.', 'request completed'] },
     { name: 'bad JSON', key: 'key-blog', body: '{"topic":', status: 400, messages: ['request completed'] },
     { name: 'invalid brief', key: 'key-blog', body: JSON.stringify({ topic: 42 }), status: 400, messages: ['request completed'] },
     // Bodies that arrive in two writes 30 ms apart, read in callbacks of their own.
-    { name: 'ok, in two packets', key: 'key-blog', body: JSON.stringify(GOOD_BRIEF), split: true, status: 200, messages: ['LLM prompt (LOG_PROMPTS)', 'LLM prompt (LOG_PROMPTS)', 'request completed'] },
+    { name: 'ok, in two packets', key: 'key-blog', body: JSON.stringify(GOOD_BRIEF), split: true, status: 200, messages: [...Array(5).fill('LLM prompt (LOG_PROMPTS)'), 'request completed'] },
     { name: 'bad JSON, in two packets', key: 'key-blog', body: '{"topic": "connection pooling", ', split: true, status: 400, messages: ['request completed'] }
   ]
   async function * twoPackets (body: string) {
@@ -146,5 +146,5 @@ test('a trace the caller did not sample: nothing recorded, every upstream call s
 
   assert.deepEqual(spans.filter((span) => span.traceId === traceId), [], 'the sampler honours the caller\'s decision')
   const upstream = simulator.calls.map((call) => /^00-([0-9a-f]{32})-[0-9a-f]{16}-(0[01])$/.exec(String(call.headers.traceparent))?.slice(1))
-  assert.deepEqual(upstream, Array(5).fill([traceId, '00']))
+  assert.deepEqual(upstream, Array(8).fill([traceId, '00']))
 })

@@ -1,0 +1,202 @@
+import { createParser, type EventSourceMessage } from 'eventsource-parser'
+import type { Dispatcher } from 'undici'
+import { z } from 'zod'
+import { ServiceError } from '../errors.ts'
+import { genAiDuration, genAiTokens } from '../telemetry/instruments.ts'
+import { target, toServiceError } from './http.ts'
+import { bearer, trimSlash, type ChatMessage, type LlmCall, type TokenUsage } from './llm.ts'
+
+export interface StreamTimeouts {
+  /** From sending the request to the first token of content. */
+  firstTokenMs: number
+  /** Longest silence between two chunks once the answer has started. */
+  idleMs: number
+}
+
+export interface Streamed {
+  content: string
+  usage: TokenUsage
+  /** stop, or length when the model hit max_completion_tokens. */
+  finishReason: string
+}
+
+const chunkSchema = z.object({
+  choices: z.array(z.object({
+    delta: z.object({ content: z.string().nullish() }).nullish(),
+    finish_reason: z.string().nullish()
+  })).optional(),
+  usage: z.object({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative(), total_tokens: z.number().int().nonnegative() }).nullish(),
+  error: z.looseObject({ message: z.string().optional(), type: z.string().nullish() }).optional()
+})
+
+/**
+ * One Chat Completions call with `stream: true`, read as Server-Sent Events with eventsource-parser.
+ * Two timers replace undici's body timeout: no first token within `firstTokenMs`, or no chunk
+ * within `idleMs`, aborts the call (a section that keeps writing is never cut off). A stream that
+ * ends without a finish_reason and [DONE], a cut socket and an in-band error are failures, each
+ * mapped into the error catalogue; usage comes from the final usage chunk.
+ */
+export interface StreamCall extends LlmCall {
+  timeouts: StreamTimeouts
+  onDelta?: ((text: string) => void) | undefined
+}
+
+export async function streamCompletion<T = undefined> (call: StreamCall, messages: ChatMessage[], extra: Record<string, unknown> = {}, parse?: (content: string) => T) {
+  const url = `${trimSlash(call.target.baseUrl)}/chat/completions`
+  call.logPrompt?.(messages)
+  const attributes = { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'openai', 'gen_ai.request.model': call.target.model, 'server.address': target(url).hostname }
+  const start = performance.now()
+  // parse runs inside the attempt: an answer of the wrong shape is retried like a malformed one.
+  const run = async () => {
+    const streamed = await attempt(call, url, messages, extra)
+    return { ...streamed, value: parse?.(streamed.content) as T }
+  }
+  try {
+    const result = call.guard === undefined ? await run() : await call.guard.run(target(url).origin, { upstream: 'llm', signal: call.signal, deadlineAt: call.deadlineAt }, run)
+    genAiDuration.record((performance.now() - start) / 1000, attributes)
+    genAiTokens.record(result.usage.promptTokens, { ...attributes, 'gen_ai.token.type': 'input' })
+    genAiTokens.record(result.usage.completionTokens, { ...attributes, 'gen_ai.token.type': 'output' })
+    return result
+  } catch (error) {
+    genAiDuration.record((performance.now() - start) / 1000, { ...attributes, 'error.type': error instanceof ServiceError ? error.code : 'aborted' })
+    throw error
+  }
+}
+
+async function attempt (call: StreamCall, url: string, messages: ChatMessage[], extra: Record<string, unknown>): Promise<Streamed> {
+  // The caller may have left while this call waited for a slot: an abort listener added now would never fire.
+  call.signal?.throwIfAborted()
+  const controller = new AbortController()
+  const onAbort = () => controller.abort(call.signal!.reason)
+  call.signal?.addEventListener('abort', onAbort, { once: true })
+  let timer = setTimeout(() => controller.abort(stalled('first token', call.timeouts.firstTokenMs)), call.timeouts.firstTokenMs)
+  const idle = () => {
+    clearTimeout(timer)
+    timer = setTimeout(() => controller.abort(stalled('next chunk', call.timeouts.idleMs)), call.timeouts.idleMs)
+  }
+  let response: Dispatcher.ResponseData | undefined
+  try {
+    const { origin, path } = target(url)
+    response = await call.dispatcher.request({
+      origin,
+      path,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...await bearer(call.target.apiKey, call.token) },
+      body: JSON.stringify({
+        model: call.target.model,
+        messages,
+        stream: true,
+        stream_options: { include_usage: true },
+        ...(call.target.maxCompletionTokens === undefined ? {} : { max_completion_tokens: call.target.maxCompletionTokens }),
+        ...extra
+      }),
+      signal: controller.signal,
+      // Our own timers watch the stream: undici's body timeout would cut a section that is still writing.
+      bodyTimeout: 0
+    })
+    if (response.statusCode < 200 || response.statusCode > 299) return await errorStatus(response)
+    return await read(response, call, idle, call.maxResponseBytes)
+  } catch (error) {
+    response?.body.destroy()
+    throw mapError(error, controller.signal, call.signal)
+  } finally {
+    clearTimeout(timer)
+    call.signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+async function read (response: Dispatcher.ResponseData, call: { onDelta?: ((text: string) => void) | undefined }, idle: () => void, maxBytes: number): Promise<Streamed> {
+  let content = ''
+  let finishReason: string | undefined
+  let usage: TokenUsage | undefined
+  let done = false
+  let failure: ServiceError | undefined
+  let started = false
+  const parser = createParser({
+    onEvent (event: EventSourceMessage) {
+      if (failure !== undefined || done) return
+      if (event.data === '[DONE]') { done = true; return }
+      let json: unknown
+      try { json = JSON.parse(event.data) } catch { failure = badStream('a chunk that is not JSON'); return }
+      const parsed = chunkSchema.safeParse(json)
+      if (!parsed.success) { failure = badStream('a chunk of an unexpected shape'); return }
+      const chunk = parsed.data
+      if (chunk.error !== undefined) {
+        failure = new ServiceError('upstream_error', { message: `The llm upstream reported an error mid-stream: ${chunk.error.message ?? 'unknown'}.`, details: { upstream: 'llm', status: 500, inBand: true, type: chunk.error.type ?? undefined } })
+        return
+      }
+      if (chunk.usage != null) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens, totalTokens: chunk.usage.total_tokens }
+      for (const choice of chunk.choices ?? []) {
+        const text = choice.delta?.content
+        if (text != null && text !== '') {
+          started = true
+          content += text
+          call.onDelta?.(text)
+        }
+        if (choice.finish_reason != null) finishReason = choice.finish_reason
+      }
+    }
+  })
+  const decoder = new TextDecoder()
+  let size = 0
+  for await (const bytes of response.body) {
+    if (started) idle()
+    // The parser holds an unfinished line: a stream that never ends one must not grow without bound.
+    size += (bytes as Buffer).length
+    if (size > maxBytes) {
+      response.body.destroy()
+      throw new ServiceError('upstream_response_too_large', { message: 'The llm upstream answer exceeded the size limit.', details: { upstream: 'llm' } })
+    }
+    parser.feed(decoder.decode(bytes as Buffer, { stream: true }))
+    if (failure !== undefined) break
+  }
+  if (failure !== undefined) {
+    response.body.destroy()
+    throw failure
+  }
+  // Without [DONE] or a finish_reason, the stream was cut short: the text is not the whole answer.
+  if (!done || finishReason === undefined) throw badStream('a stream that ended without finish_reason and [DONE]')
+  if (content === '') throw badStream('an empty completion')
+  return {
+    content,
+    finishReason,
+    usage: usage ?? { promptTokens: 0, completionTokens: Math.ceil(content.length / 4), totalTokens: Math.ceil(content.length / 4) }
+  }
+}
+
+async function errorStatus (response: Dispatcher.ResponseData): Promise<never> {
+  const text = await readSome(response.body)
+  throw new ServiceError('upstream_error', {
+    message: `The llm upstream answered ${response.statusCode}.`,
+    details: { upstream: 'llm', status: response.statusCode, ...(retryAfterMs(response.headers)), ...(/insufficient_quota/.test(text) ? { quotaExhausted: true } : {}) }
+  })
+}
+
+async function readSome (body: Dispatcher.ResponseData['body']) {
+  let text = ''
+  for await (const chunk of body) {
+    text += String(chunk)
+    if (text.length > 16 * 1024) { body.destroy(); break }
+  }
+  return text
+}
+
+function retryAfterMs (headers: Dispatcher.ResponseData['headers']) {
+  const ms = Number(headers['retry-after-ms'])
+  if (Number.isFinite(ms) && ms >= 0) return { retryAfterMs: ms }
+  const seconds = Number(headers['retry-after'])
+  return Number.isFinite(seconds) && seconds >= 0 ? { retryAfterMs: seconds * 1000 } : {}
+}
+
+const stalled = (what: string, ms: number) => new ServiceError('upstream_timeout', {
+  message: `The llm upstream sent no ${what} within ${ms} ms.`, details: { upstream: 'llm' }, cause: { code: 'UND_ERR_BODY_TIMEOUT' }
+})
+
+const badStream = (what: string) => new ServiceError('upstream_bad_response', { message: `The llm upstream sent ${what}.`, details: { upstream: 'llm' } })
+
+/** Our own abort (the caller's deadline or departure) passes through; a stall and a cut socket are the upstream's. */
+function mapError (error: unknown, own: AbortSignal, caller: AbortSignal | undefined) {
+  if (caller?.aborted) return caller.reason
+  if (own.aborted) return own.reason
+  return toServiceError(error, 'llm', undefined)
+}
