@@ -8,6 +8,8 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Agent, request } from 'undici'
 import { freePort, liveEnv } from '../test/spawn.ts'
+import { LENGTHS } from '../src/generation/prompts.ts'
+import { writePlan } from '../src/simulator/content.ts'
 import { startProcess } from './lib/processes.ts'
 import { median, percentile } from './lib/sample.ts'
 
@@ -37,7 +39,7 @@ async function oneRun () {
   const simulator = await startProcess(['src/simulator/main.ts', '--port', '0', '--pace', 'real', '--pace-scale', String(scale), '--tokens-per-second', String(tokensPerSecond), '--keep-alive-ms', '60000'], {}, /"origin":"(http:\/\/127\.0\.0\.1:\d+)"/)
   const port = await freePort()
   const service = await startProcess(['--import', './dist/telemetry.js', 'dist/server.js'], {
-    PORT: String(port), METRICS_PORT: String(await freePort()), LOG_LEVEL: 'warn', ...liveEnv(simulator.origin), MAX_CONCURRENT_REQUESTS: '1000'
+    PORT: String(port), METRICS_PORT: String(await freePort()), ...liveEnv(simulator.origin), MAX_CONCURRENT_REQUESTS: '1000'
   }, /Server listening at (http:\/\/127\.0\.0\.1:\d+)/)
   const dispatcher = new Agent({ connections: callers })
   try {
@@ -78,10 +80,13 @@ for (let run = 1; run <= runs; run++) {
 const real = (ms: number) => Math.round(ms / scale) / 1000
 const p50 = (answers: Answer[], pick: (answer: Answer) => number | null | undefined) => percentile(answers.map(pick).filter((value): value is number => typeof value === 'number'), 50)
 // The critical path the pace implies, in real seconds: the image, beside plan + the longest
-// section + Natural Language. Plan ~250 tokens; a section is its share of the body's characters / 4.
+// section + Natural Language. The plan's tokens are those of the simulator's own plan for such a
+// brief (it is deterministic); a section's are its share of the body's characters / 4.
 const ideal = (length: keyof typeof WORDS, answers: Answer[]) => {
+  const { title, metaDescription, imageAlt, sections } = writePlan({ topic: 'provider pace, caller 0', tone: 'informative', keywords: [], ...LENGTHS[length] })
+  const planTokens = JSON.stringify({ title, metaDescription, imageAlt, sections }).length / 4
   const sectionTokens = Math.max(...answers.filter((a) => a.post).map((a) => a.post!.body.length / 4 / (a.post!.body.match(/^## /gm)?.length ?? 1)))
-  const text = 0.5 + 250 / tokensPerSecond + 0.5 + sectionTokens / tokensPerSecond + 0.15
+  const text = 0.5 + planTokens / tokensPerSecond + 0.5 + sectionTokens / tokensPerSecond + 0.15
   return { text: +text.toFixed(2), path: +Math.max(15, text).toFixed(2) }
 }
 
