@@ -18,9 +18,10 @@ const envSchema = z.object({
   // Behind Cloud Run's front end, X-Forwarded-For carries the caller's address.
   TRUST_PROXY: z.stringbool().default(false),
   // Deadlines from the pace, at half a small model's speed (40 tokens/s) and a slow first token
-  // (1 s), for a long post: the plan (~250 tokens) 7.3 s, then its longest section (333 words,
-  // ~445 tokens) 12.1 s, then Natural Language ~0.3 s: 19.7 s. Images take 10–60 s and run
-  // alongside. 60 s lets a slow image finish; below Cloud Run's timeoutSeconds (service.yaml).
+  // (1 s), for a long post: the plan (six headings with their points, ~445 tokens) 12.1 s, then its
+  // longest section (333 words, ~445 tokens) 12.1 s, then Natural Language ~0.3 s: 24.5 s
+  // (measured: 27.8 s, npm run bench:pace). Images take 10–60 s and run alongside. 60 s lets a
+  // slow image finish; below Cloud Run's timeoutSeconds (service.yaml).
   REQUEST_TIMEOUT_MS: MS.default(60_000),
   // GET /openapi.json and the GET /docs page; service.yaml turns them off (see its comment).
   DOCS: z.stringbool().default(true),
@@ -57,7 +58,7 @@ const envSchema = z.object({
   UPSTREAM_MAX_RESPONSE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
 
   SHUTDOWN_GRACE_MS: MS.default(8_000),
-  // The plan's and the sections' own limits: 2.5 times the 12.1 s a long section takes at 40 tokens/s.
+  // The plan's and the sections' own limits: 2.5 times the 12.1 s a long plan or section takes at 40 tokens/s.
   LLM_TIMEOUT_MS: MS.default(30_000),
   // A streamed call with no first token after 10 s (20 times the typical 0.5 s), or silent for 10 s
   // between chunks once writing, has stalled; a section still writing is never cut off.
