@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
+import sseModule, { type fastifySSE } from '@fastify/sse'
 import Fastify, { LogController } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { Config, Upstreams } from './config.ts'
@@ -25,6 +26,10 @@ export interface AppOptions {
   /** Human-readable logs (pino-pretty), for a terminal. */
   prettyLogs?: boolean
 }
+
+// @fastify/sse is CommonJS: its module.exports is the fastify-plugin-wrapped plugin (what must be
+// registered), while its types call that the default export of an ES module.
+const sse = sseModule as unknown as typeof fastifySSE
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
 
@@ -60,6 +65,8 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
   await app.register(loadShedding, config.load)
   await app.register(auth, { ...config.auth, perMinute: config.rateLimit.perMinute })
   await app.register(inFlight, { maxConcurrent: config.load.maxConcurrentRequests, maxPerCaller: config.rateLimit.concurrent })
+  // Our own heartbeat (routes/post-stream.ts) goes out only after silence, not on a fixed clock.
+  await app.register(sse, { heartbeatInterval: 0 })
   await app.register(healthRoutes)
   if (config.docs) await app.register(contractRoutes)
   const { metadataHost } = upstreams
@@ -70,6 +77,7 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
     requestTimeoutMs: config.requestTimeoutMs,
     stepTimeoutsMs: config.stepTimeoutsMs,
     stream: config.stream,
+    sse: config.sse,
     logPrompts: config.logPrompts,
     token: metadataHost === undefined ? undefined : createTokenSource({ dispatcher: () => app.upstream, metadataHost })
   })

@@ -64,6 +64,10 @@ const envSchema = z.object({
   // between chunks once writing, has stalled; a section still writing is never cut off.
   LLM_FIRST_TOKEN_TIMEOUT_MS: MS.default(10_000),
   LLM_IDLE_TIMEOUT_MS: MS.default(10_000),
+  // Streamed answers: a comment line after 15 s without an event keeps proxies from closing the
+  // connection; a reader that leaves 1 MiB unread is cut off (a 2,000-word post is ~15 KB).
+  SSE_HEARTBEAT_MS: MS.default(15_000),
+  SSE_MAX_BUFFERED_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
   // gpt-image-1 takes 10–60 s: what fits in the request's 60 s once the response is assembled.
   IMAGE_TIMEOUT_MS: MS.default(55_000),
   LANGUAGE_TIMEOUT_MS: MS.default(10_000),
@@ -173,6 +177,7 @@ function toConfig (env: Env) {
     },
     simulator: { port: env.SIMULATOR_PORT, latencyMs: env.SIMULATOR_LATENCY_MS, pace: env.SIMULATOR_PACE, paceScale: env.SIMULATOR_PACE_SCALE },
     stream: { firstTokenMs: env.LLM_FIRST_TOKEN_TIMEOUT_MS, idleMs: env.LLM_IDLE_TIMEOUT_MS },
+    sse: { heartbeatMs: env.SSE_HEARTBEAT_MS, maxBufferedBytes: env.SSE_MAX_BUFFERED_BYTES },
     stepTimeoutsMs: {
       plan: env.LLM_TIMEOUT_MS,
       sections: env.LLM_TIMEOUT_MS,

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { catalogue, type ErrorCode } from '../errors.ts'
 import { briefSchema } from '../generation/brief.ts'
-import { errorSchema, healthSchema, postSchema, warningSchema } from './schemas.ts'
+import { errorSchema, healthSchema, postSchema, streamEventSchemas, warningSchema } from './schemas.ts'
 
 // The OpenAPI 3.1 document, generated from the zod schemas the service validates and answers with
 // (z.toJSONSchema, whose 2020-12 dialect is OpenAPI 3.1's). The operations list is written here,
@@ -20,6 +20,9 @@ function componentSchemas () {
   outputs.add(postSchema, { id: 'Post' })
   outputs.add(warningSchema, { id: 'Warning' })
   outputs.add(healthSchema, { id: 'Health' })
+  for (const [event, schema] of Object.entries(streamEventSchemas)) {
+    if (schema !== postSchema && schema !== warningSchema) outputs.add(schema, { id: `StreamEvent${event[0]!.toUpperCase()}${event.slice(1)}` })
+  }
   const uri = (id: string) => `#/components/schemas/${id}`
   const schemas = {
     ...z.toJSONSchema(inputs, { io: 'input', target: 'draft-2020-12', uri }).schemas,
@@ -65,6 +68,22 @@ function connectionErrors () {
   }
 }
 
+/** Each event of a streamed answer and the schema of its data (OpenAPI 3.1 cannot say it itself). */
+function streamEvents () {
+  const when: Record<keyof typeof streamEventSchemas, string> = {
+    accepted: 'At once, before any upstream call.',
+    plan: 'The plan is ready.',
+    delta: 'Body text as the LLM writes it, in reading order: appended, the deltas are the result\'s body.',
+    image: 'The image is ready.',
+    analysis: 'Sentiment and keywords are done.',
+    warning: 'Something degraded; the same object as in the result\'s warnings.',
+    result: 'Last event on success: exactly the JSON answer.',
+    error: 'Last event on failure: the error shape, plus the HTTP status the JSON answer would have had.'
+  }
+  const schemaName = (event: string) => event === 'result' ? 'Post' : event === 'warning' ? 'Warning' : `StreamEvent${event[0]!.toUpperCase()}${event.slice(1)}`
+  return Object.fromEntries(Object.keys(streamEventSchemas).map((event) => [event, { description: when[event as keyof typeof when], data: ref(schemaName(event)) }]))
+}
+
 /** A GET route of the docs page (DOCS=true). */
 function docsAsset (operationId: string, summary: string, mediaType: string) {
   return {
@@ -108,7 +127,7 @@ export function buildOpenApi (examples: Examples = {}) {
         post: {
           operationId: 'generatePost',
           summary: 'Write a blog post',
-          description: 'Plans and writes the post, draws its image and analyses it. Image, sentiment and keywords are optional: when one fails, the post still comes back with that field null (or []) and a warning.',
+          description: 'Plans and writes the post, draws its image and analyses it. Image, sentiment and keywords are optional: when one fails, the post still comes back with that field null (or []) and a warning. With Accept: text/event-stream the post is streamed as Server-Sent Events (x-sse-events lists them); errors before the stream starts are the statuses below.',
           security: [{}, { bearer: [] }, { apiKey: [] }],
           parameters: [
             { name: 'x-request-id', in: 'header', required: false, description: 'An id to correlate logs with; kept when it matches the pattern.', schema: { type: 'string', pattern: '^[\\w.:-]{1,128}$' } },
@@ -122,7 +141,13 @@ export function buildOpenApi (examples: Examples = {}) {
             200: {
               description: 'The post.',
               headers: { 'x-request-id': REQUEST_ID, 'server-timing': header('`app;dur=MS`: the service\'s own time on the request.') },
-              content: { 'application/json': { schema: ref('Post'), ...(example('post') === undefined ? {} : { example: example('post') }) } }
+              content: {
+                'application/json': { schema: ref('Post'), ...(example('post') === undefined ? {} : { example: example('post') }) },
+                'text/event-stream': {
+                  schema: { type: 'string', description: 'Server-Sent Events, when the request has Accept: text/event-stream.' },
+                  'x-sse-events': streamEvents()
+                }
+              }
             },
             ...connectionErrors(),
             400: errorResponse(400, 'An invalid body (`details: [{path, message}]`), malformed JSON, a `__proto__` or `constructor.prototype` key, malformed HTTP or URL.', { example: example('invalidRequest') }),

@@ -46,3 +46,16 @@ export function errorSchema (codes: readonly ErrorCode[]) {
     requestId: z.string().meta({ description: 'Also in the x-request-id header.' })
   })
 }
+
+// The data of each Server-Sent Event of a streamed answer; `result` is a Post, `error` an error
+// body with the status the JSON answer would have had.
+export const streamEventSchemas = {
+  accepted: z.object({ id: z.uuid(), requestId: z.string() }),
+  plan: z.object({ title: z.string(), metaDescription: z.string(), sections: z.array(z.string()) }),
+  delta: z.object({ section: z.number().int().nonnegative(), text: z.string() }),
+  image: z.object({ url: z.string(), alt: z.string() }),
+  analysis: z.object({ sentiment: postSchema.shape.sentiment, keywords: postSchema.shape.keywords }),
+  warning: warningSchema,
+  result: postSchema,
+  error: errorSchema(Object.keys(catalogue) as ErrorCode[]).extend({ status: z.number().int().min(400).max(599) })
+}

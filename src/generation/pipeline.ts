@@ -14,8 +14,9 @@ import { stepWarnings } from '../telemetry/instruments.ts'
 import { round, runStep, stepLimit, type Step, type StepTimeouts } from './steps.ts'
 import type { Brief } from './brief.ts'
 import { echoesInstructions, imagePrompt, LENGTHS, planMessages, planSchema, plainText, sectionMessages, slugify, type Plan } from './prompts.ts'
-import { allowedImage, safeMarkdown, safeText, wellFormed } from './safe-output.ts'
-import { cleanSection, fitField } from './sections.ts'
+import { allowedImage, safeText, wellFormed } from './safe-output.ts'
+import { fitField } from './sections.ts'
+import { createReadingOrder, createSection } from './assembly.ts'
 import { planResponseFormat } from '../providers/llm.ts'
 
 export interface PipelineDeps {
@@ -32,6 +33,19 @@ export interface PipelineDeps {
   deadlineAt: number
   stepTimeoutsMs: StepTimeouts
   stream: StreamTimeouts
+  /** The post's id, known before it is written (a streaming caller gets it first). */
+  id?: string
+  /** What a streaming caller is told as it happens; the JSON answer needs none of it. */
+  events?: PostEvents | undefined
+}
+
+export interface PostEvents {
+  plan: (plan: { title: string, metaDescription: string, sections: string[] }) => void
+  /** Body text in reading order: every delta appended gives the result's body. */
+  delta: (section: number, text: string) => void
+  image: (image: { url: string, alt: string }) => void
+  analysis: (analysis: { sentiment: unknown, keywords: unknown }) => void
+  warning: (warning: Warning) => void
 }
 
 export type OptionalStep = Extract<Step, 'image' | 'sentiment' | 'keywords'>
@@ -67,8 +81,10 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   const llm = { ...context, target: upstreams.llm, maxResponseBytes: deps.maxResponseBytes, token, logPrompt: deps.logPrompt, timeouts: deps.stream }
   const language = { ...context, target: upstreams.language, maxResponseBytes: deps.maxResponseBytes, token }
   const warn = (step: Step, code: WarningCode, message: string) => {
-    warnings.push({ step, code, message })
+    const warning = { step, code, message }
+    warnings.push(warning)
     stepWarnings.add(1, { 'content_engine.step': step, 'error.type': code })
+    deps.events?.warning(warning)
   }
 
   async function heroImage (stepSignal: AbortSignal) {
@@ -109,20 +125,40 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   try {
     const plan = await timed('plan', (stepSignal) => streamCompletion({ ...llm, signal: stepSignal }, planMessages(brief), { response_format: planResponseFormat(planSchema) },
       (content) => checkedPlan(content, brief)))
+    const planned = plan.value.value
+    const fields = Object.fromEntries((['title', 'metaDescription', 'imageAlt'] as const).map((name) => {
+      const { value, trimmed } = fitField(safeText(planned[name]), FIELD_LIMITS[name])
+      if (trimmed) warn('plan', 'field_trimmed', `The ${name} was longer than ${FIELD_LIMITS[name]} characters and was cut at a word.`)
+      return [name, wellFormed(value)]
+    })) as Record<'title' | 'metaDescription' | 'imageAlt', string>
+    deps.events?.plan({ title: fields.title, metaDescription: fields.metaDescription, sections: planned.sections.map((section) => wellFormed(section.heading)) })
+    image.then((hero) => { if (hero.value !== null) deps.events?.image({ url: hero.value.url, alt: fields.imageAlt }) }, () => {})
+
     const { wordsPerSection } = LENGTHS[brief.length]
     // A cap well above the words asked for: finish_reason "length" then means a runaway section.
     const maxTokens = Math.min(upstreams.llm.maxCompletionTokens ?? Infinity, Math.ceil(wordsPerSection * 4 / 3 * 2.5))
-    const sections = await timed('sections', (stepSignal) => Promise.all(plan.value.value.sections.map((_, index) =>
-      streamCompletion({ ...llm, signal: stepSignal, target: { ...upstreams.llm, maxCompletionTokens: maxTokens } }, sectionMessages(brief, plan.value.value, index)))))
-
-    const body = safeMarkdown(plan.value.value.sections.map((section, index) => {
-      const { text, trimmed } = cleanSection(sections.value[index]!.content, sections.value[index]!.finishReason, wordsPerSection)
+    const pieces: string[] = []
+    const order = createReadingOrder(planned.sections.map((section) => section.heading), (index, text) => {
+      const safe = wellFormed(text)
+      pieces.push(safe)
+      deps.events?.delta(index, safe)
+    })
+    const writers = planned.sections.map((section, index) => createSection(index, section.heading, wordsPerSection, upstreams.image.urlOrigins, order))
+    const sections = await timed('sections', (stepSignal) => Promise.all(planned.sections.map(async (_, index) => {
+      const writer = writers[index]!
+      const written = await streamCompletion({
+        ...llm,
+        signal: stepSignal,
+        target: { ...upstreams.llm, maxCompletionTokens: maxTokens },
+        onAttempt: () => writer.reset(),
+        onDelta: (text) => writer.push(text),
+        retryable: () => !writer.committed()
+      }, sectionMessages(brief, planned, index))
+      const trimmed = writer.finish(written.finishReason)
       if (trimmed !== undefined) warn('sections', trimmed, `Section ${index + 1} ${trimmed === 'section_truncated' ? 'was cut off by max_completion_tokens and ends at its last full sentence' : 'ran far past its length and was cut at a paragraph'}.`)
-      return `## ${section.heading.replace(/\s+/g, ' ')}\n\n${text}`
-    }).join('\n\n'), upstreams.image.urlOrigins)
-    if (echoesInstructions(body)) {
-      throw new ServiceError('upstream_bad_response', { message: 'The LLM answer repeated its instructions.', details: { upstream: 'llm' } })
-    }
+      return written
+    })))
+    const body = pieces.join('')
 
     // Analysis describes the body that is returned.
     const document = { content: plainText(body), language: brief.language }
@@ -130,6 +166,8 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
       optional('sentiment', (stepSignal) => analyzeSentiment({ ...language, signal: stepSignal }, document)),
       optional('keywords', (stepSignal) => extractKeywords({ ...language, signal: stepSignal }, document, deps.keywordsMax))
     ])
+    const safeKeywords = (keywords.value ?? []).map((keyword) => ({ ...keyword, text: wellFormed(safeText(keyword.text)) }))
+    deps.events?.analysis({ sentiment: sentiment.value, keywords: safeKeywords })
     // The cheap check that replaced rewriting the post: a persuasive post should not read as negative.
     if (brief.tone === 'persuasive' && sentiment.value?.label === 'negative') {
       warn('sentiment', 'tone_mismatch', `The post was asked to be persuasive but its sentiment is negative (score ${sentiment.value.score}).`)
@@ -137,21 +175,15 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
     const hero = await image
     settled = true
 
-    const fields = Object.fromEntries((['title', 'metaDescription', 'imageAlt'] as const).map((name) => {
-      const { value, trimmed } = fitField(safeText(plan.value.value[name]), FIELD_LIMITS[name])
-      if (trimmed) warn('plan', 'field_trimmed', `The ${name} was longer than ${FIELD_LIMITS[name]} characters and was cut at a word.`)
-      return [name, value]
-    })) as Record<'title' | 'metaDescription' | 'imageAlt', string>
-
     return wellFormed({
-      id: randomUUID(),
+      id: deps.id ?? randomUUID(),
       title: fields.title,
       slug: slugify(fields.title),
       metaDescription: fields.metaDescription,
       body,
       image: hero.value && { url: hero.value.url, alt: fields.imageAlt },
       sentiment: sentiment.value,
-      keywords: (keywords.value ?? []).map((keyword) => ({ ...keyword, text: safeText(keyword.text) })),
+      keywords: safeKeywords,
       usage: [plan.value.usage, ...sections.value.map((section) => section.usage)].reduce(addUsage),
       timings: {
         planMs: plan.ms,

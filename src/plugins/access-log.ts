@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import type {} from '../routes/post-stream.ts'
 
 /** Cloud Logging's HttpRequest fields. */
 function httpRequest (request: FastifyRequest, status: number, elapsedMs: number, length?: unknown) {
@@ -20,7 +21,12 @@ function httpRequest (request: FastifyRequest, status: number, elapsedMs: number
  * Status 499 is nginx's "client closed request", the convention log viewers know.
  */
 export function logCallerGone (request: FastifyRequest, reply: FastifyReply) {
-  request.log.info({ httpRequest: httpRequest(request, 499, reply.elapsedTime) }, 'caller closed the connection before the answer')
+  request.log.info({ httpRequest: httpRequest(request, 499, reply.elapsedTime), ...streamFields(reply) }, 'caller closed the connection before the answer')
+}
+
+/** A streamed answer's line says how it ended and how long it ran. */
+function streamFields (reply: FastifyReply) {
+  return reply.streamEnding === undefined ? {} : { stream: { ending: reply.streamEnding, durationMs: Math.round(reply.elapsedTime) } }
 }
 
 /**
@@ -34,7 +40,7 @@ async function accessLog (app: FastifyInstance) {
   })
   app.addHook('onResponse', async (request, reply) => {
     const length = reply.getHeader('content-length')
-    request.log.info({ httpRequest: httpRequest(request, reply.statusCode, reply.elapsedTime, length) }, 'request completed')
+    request.log.info({ httpRequest: httpRequest(request, reply.statusCode, reply.elapsedTime, length), ...streamFields(reply) }, 'request completed')
   })
 }
 

@@ -39,6 +39,10 @@ const chunkSchema = z.object({
 export interface StreamCall extends LlmCall {
   timeouts: StreamTimeouts
   onDelta?: ((text: string) => void) | undefined
+  /** Called as each attempt starts, so a retried call can start over. */
+  onAttempt?: (() => void) | undefined
+  /** False once what was streamed has reached the caller: then a failure is final, never retried. */
+  retryable?: (() => boolean) | undefined
 }
 
 export async function streamCompletion<T = undefined> (call: StreamCall, messages: ChatMessage[], extra: Record<string, unknown> = {}, parse?: (content: string) => T) {
@@ -48,11 +52,12 @@ export async function streamCompletion<T = undefined> (call: StreamCall, message
   const start = performance.now()
   // parse runs inside the attempt: an answer of the wrong shape is retried like a malformed one.
   const run = async () => {
+    call.onAttempt?.()
     const streamed = await attempt(call, url, messages, extra)
     return { ...streamed, value: parse?.(streamed.content) as T }
   }
   try {
-    const result = call.guard === undefined ? await run() : await call.guard.run(target(url).origin, { upstream: 'llm', signal: call.signal, deadlineAt: call.deadlineAt }, run)
+    const result = call.guard === undefined ? await run() : await call.guard.run(target(url).origin, { upstream: 'llm', signal: call.signal, deadlineAt: call.deadlineAt, retryable: call.retryable }, run)
     genAiDuration.record((performance.now() - start) / 1000, attributes)
     genAiTokens.record(result.usage.promptTokens, { ...attributes, 'gen_ai.token.type': 'input' })
     genAiTokens.record(result.usage.completionTokens, { ...attributes, 'gen_ai.token.type': 'output' })

@@ -26,6 +26,8 @@ export interface GuardedCall {
   signal?: AbortSignal | undefined
   /** When the request's deadline passes (epoch ms); no wait is started that would outlast it. */
   deadlineAt?: number | undefined
+  /** False once a retry is no longer possible: part of the answer has already reached the caller. */
+  retryable?: (() => boolean) | undefined
 }
 
 const WINDOW_MS = 10_000
@@ -165,7 +167,7 @@ export function createGuard (options: GuardOptions) {
         try {
           return await attemptOnce(origin, call, tries, attempt)
         } catch (error) {
-          if (call.signal?.aborted || !isRetryable(error) || tries >= options.maxAttempts) throw error
+          if (call.signal?.aborted || !isRetryable(error) || tries >= options.maxAttempts || call.retryable?.() === false) throw error
           const wait = waitBefore(error as ServiceError, tries)
           const remaining = (call.deadlineAt ?? Infinity) - Date.now()
           if (wait >= remaining) throw tooLongToWait(error as ServiceError, wait)

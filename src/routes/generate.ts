@@ -4,7 +4,9 @@ import type { Upstreams } from '../config.ts'
 import type { StepTimeouts } from '../generation/steps.ts'
 import type { StreamTimeouts } from '../providers/llm-stream.ts'
 import { briefSchema } from '../generation/brief.ts'
-import { generatePost } from '../generation/pipeline.ts'
+import { randomUUID } from 'node:crypto'
+import { generatePost, type PostEvents } from '../generation/pipeline.ts'
+import { streamPost, type StreamOptions } from './post-stream.ts'
 import type { TokenSource } from '../providers/google-token.ts'
 import type { ZodTypeProvider } from '../plugins/zod-validation.ts'
 import type { Post } from '../contract/schemas.ts'
@@ -16,6 +18,7 @@ export interface GenerateRouteOptions {
   requestTimeoutMs: number
   stepTimeoutsMs: StepTimeouts
   stream: StreamTimeouts
+  sse: StreamOptions
   token: TokenSource | undefined
   logPrompts: boolean
 }
@@ -27,7 +30,10 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
   app.withTypeProvider<ZodTypeProvider>().post('/generate', {
     schema: { body: briefSchema, headers },
     onRequest: [app.authenticate, app.inFlight.admit],
-    config: { rateLimit: {} }
+    config: { rateLimit: {} },
+    // Accept: text/event-stream streams the post (routes/post-stream.ts); anything else gets JSON.
+    // post-stream serialises each event itself (it counts the bytes), so the plugin passes it on.
+    sse: { kind: 'dual', heartbeat: false, serializer: (data: unknown) => String(data) }
     // One deadline, the in-flight plugin's: it aborts every upstream call and answers 504. Fastify's
     // handlerTimeout, once a backstop here, never fired on a POST with a body; request.signal is not
     // used either, because Fastify aborts it as soon as a POST body has been read
@@ -35,8 +41,8 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
   }, async (request, reply) => {
     const deadlineMs = Math.min(options.requestTimeoutMs, request.headers['x-request-timeout-ms'] ?? Infinity)
     const signal = app.inFlight.start(reply, deadlineMs)
-    // Typed by the schema the contract publishes: a field the pipeline drops or renames fails tsc.
-    const post: Post = await generatePost(request.body, {
+    const id = randomUUID()
+    const generate = (events?: PostEvents): Promise<Post> => generatePost(request.body, {
       dispatcher: app.upstream,
       guard: app.guard,
       upstreams: options.upstreams,
@@ -47,8 +53,13 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
       logPrompt: options.logPrompts ? (messages) => request.log.info({ prompt: messages }, 'LLM prompt (LOG_PROMPTS)') : undefined,
       deadlineAt: Date.now() + deadlineMs,
       stepTimeoutsMs: options.stepTimeoutsMs,
-      stream: options.stream
+      stream: options.stream,
+      id,
+      events
     })
+    if (reply.sse !== undefined) return await streamPost(request, reply, options.sse, id, generate)
+    // Typed by the schema the contract publishes: a field the pipeline drops or renames fails tsc.
+    const post: Post = await generate()
     return post
   })
 }

@@ -33,6 +33,23 @@ export const breakerTransitions = meter.createCounter('content_engine.upstream.b
   valueType: ValueType.INT
 })
 
+export const streamFirstEvent = meter.createHistogram('content_engine.stream.time_to_first_event', {
+  description: 'From a streamed request\'s arrival to its accepted event.',
+  unit: 's',
+  advice: { explicitBucketBoundaries: DURATION_BUCKETS_S }
+})
+
+export const streamFirstDelta = meter.createHistogram('content_engine.stream.time_to_first_delta', {
+  description: 'From a streamed request\'s arrival to the first text of its body.',
+  unit: 's',
+  advice: { explicitBucketBoundaries: DURATION_BUCKETS_S }
+})
+
+export const streamsEnded = meter.createCounter('content_engine.streams', {
+  description: 'Streamed answers, by how they ended: result, error, client_gone.',
+  valueType: ValueType.INT
+})
+
 // gen_ai.* follow the GenAI semantic conventions.
 export const genAiDuration = meter.createHistogram('gen_ai.client.operation.duration', {
   description: 'GenAI operation duration.',

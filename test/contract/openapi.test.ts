@@ -163,3 +163,23 @@ async function shuttingDownAnswer (t: TestContext, method: string, path: string)
   const second = raw.split(/(?=HTTP\/1\.1 )/)[1] ?? ''
   return { method, path, ...parseResponse(second) }
 }
+
+test('a streamed answer is documented too: its content type, and every event\'s data against the schema x-sse-events names', async (t) => {
+  const { app } = await startStack(t)
+  const origin = await app.listen({ port: 0, host: '127.0.0.1' })
+  const { request } = await import('undici')
+  const { createParser } = await import('eventsource-parser')
+  const response = await request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify(GOOD_BRIEF) })
+  const events: Array<{ event: string, data: string }> = []
+  const parser = createParser({ onEvent: (event) => events.push({ event: event.event ?? 'message', data: event.data }) })
+  for await (const chunk of response.body) parser.feed(String(chunk))
+
+  const documented = contract.document.paths['/generate'].post.responses['200'].content['text/event-stream']['x-sse-events']
+  assert.deepEqual(contract.check({ method: 'POST', path: '/generate', status: response.statusCode, headers: response.headers as Answer['headers'], body: '' }), [])
+  assert.ok(events.length > 5)
+  for (const { event, data } of events) {
+    assert.ok(documented[event] !== undefined, `${event} is documented`)
+    const validate = contract.ajv.compile({ $ref: `openapi.json${documented[event].data.$ref}` })
+    assert.ok(validate(JSON.parse(data)), `${event}: ${contract.ajv.errorsText(validate.errors)}`)
+  }
+})

@@ -1,17 +1,46 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { cleanSection, fitField } from '../../src/generation/sections.ts'
+import { createReadingOrder, createSection } from '../../src/generation/assembly.ts'
+import { fitField } from '../../src/generation/sections.ts'
 import { wellFormed } from '../../src/generation/safe-output.ts'
 import { GOOD_BRIEF, startStack } from '../helper.ts'
 
-test('a section cut off by the token limit ends at its last full sentence; a runaway one at a paragraph; a heading it added is dropped', () => {
-  const cut = cleanSection('## My own heading\n\nFirst sentence here. Second one is cut mid-wo', 'length', 100)
-  assert.deepEqual(cut, { text: 'First sentence here.', trimmed: 'section_truncated' })
-  const paragraph = Array(60).fill('word').join(' ')
-  const runaway = cleanSection(Array(6).fill(paragraph).join('\n\n'), 'stop', 100)
-  assert.equal(runaway.trimmed, 'section_trimmed')
-  assert.ok(runaway.text.split(/\s+/).length <= 150)
-  assert.deepEqual(cleanSection('Just right.', 'stop', 100), { text: 'Just right.' })
+function section (wordsAsked: number) {
+  const released: string[] = []
+  const order = createReadingOrder(['Heading'], (_, text) => released.push(text))
+  return { writer: createSection(0, 'Heading', wordsAsked, [], order), text: () => released.join('') }
+}
+
+test('a section cut off by the token limit ends at its last full sentence; a runaway one at a block; a heading it added is dropped', () => {
+  const cut = section(100)
+  cut.writer.push('## My own heading\n\nFirst sentence here. Second one is cut mid-wo')
+  assert.equal(cut.writer.finish('length'), 'section_truncated')
+  assert.equal(cut.text(), '## Heading\n\nFirst sentence here.')
+
+  const runaway = section(100)
+  runaway.writer.push(Array(6).fill(Array(60).fill('word').join(' ')).join('\n\n'))
+  assert.equal(runaway.writer.finish('stop'), 'section_trimmed')
+  assert.ok(runaway.text().split(/\s+/).length <= 155)
+
+  const fine = section(100)
+  fine.writer.push('Just right.')
+  assert.equal(fine.writer.finish('stop'), undefined)
+  assert.equal(fine.text(), '## Heading\n\nJust right.')
+})
+
+test('sections come out in reading order: the first live, later ones held until their turn, blocks never split inside a code fence', () => {
+  const released: Array<[number, string]> = []
+  const order = createReadingOrder(['One', 'Two'], (index, text) => released.push([index, text]))
+  const [one, two] = [createSection(0, 'One', 100, [], order), createSection(1, 'Two', 100, [], order)]
+  two.push('Second section, written first.\n\n')
+  assert.equal(released.length, 0, 'section 2 waits for section 1')
+  one.push('Opening.\n\n```ts\nconst a = 1\n\nconst b = 2\n```\n\nMore')
+  assert.deepEqual(released.map(([index]) => index), [0, 0])
+  assert.match(released[1]![1], /const a = 1\n\nconst b = 2/, 'the fence is one block')
+  one.finish('stop')
+  two.finish('stop')
+  assert.deepEqual(released.map(([index]) => index), [0, 0, 0, 1])
+  assert.equal(released.map(([, text]) => text).join(''), '## One\n\nOpening.\n\n```ts\nconst a = 1\n\nconst b = 2\n```\n\nMore\n\n## Two\n\nSecond section, written first.')
 })
 
 test('an over-long field is cut at a word, never inside a character, with an ellipsis', () => {

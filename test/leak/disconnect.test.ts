@@ -21,7 +21,9 @@ test(`${ABANDONED} requests abandoned mid-flight abort their upstream calls and 
 
   for (let waited = 0; waited < 1_500 && simulator.stats().inFlight > 0; waited += 50) await sleep(50)
   const { inFlight, requests } = simulator.stats()
-  assert.ok(requests.llm > ABANDONED / 2, `most requests reached the draft call before their caller left: ${requests.llm}`)
+  // The image and the plan start together and share 16 connections: between them, most requests
+  // had an upstream call running when their caller left.
+  assert.ok(requests.llm + requests.image > ABANDONED / 2, `upstream calls reached before the callers left: ${requests.llm} plan, ${requests.image} image`)
   assert.equal(inFlight, 0, `no upstream call outlived its caller: ${JSON.stringify(simulator.calls.filter((call) => call.endedAt === undefined).map((call) => [call.endpoint, call.kind, Math.round(performance.now() - call.startedAt)]))}`)
   assert.ok(simulator.calls.every((call) => call.aborted), 'every upstream call was cut off, none answered')
 

@@ -53,7 +53,7 @@ export async function startVariant (t: TestContext, variant: Variant, simulator:
 }
 
 /** Sends `total` POST /generate requests, `concurrency` at a time; each is aborted after abortAfterMs if set. */
-export async function drive (origin: string, total: number, concurrency: number, options: { abortAfterMs?: () => number } = {}) {
+export async function drive (origin: string, total: number, concurrency: number, options: { abortAfterMs?: () => number, headers?: Record<string, string> } = {}) {
   const pool = new Pool(origin, { connections: concurrency })
   const statuses: Record<string, number> = {}
   let next = 0
@@ -67,7 +67,7 @@ export async function drive (origin: string, total: number, concurrency: number,
           const response = await pool.request({
             path: '/generate',
             method: 'POST',
-            headers: { 'content-type': 'application/json' },
+            headers: { 'content-type': 'application/json', ...options.headers },
             body: JSON.stringify({ topic: `leak guard ${next % 50}` }),
             signal: controller.signal
           })
@@ -100,7 +100,7 @@ function slope (points: Array<[number, number]>) {
  * The leak guard: drives `total` requests in ten chunks and checks, from outside the process,
  * every signature of the incident. Returns what it saw and the list of limits broken.
  */
-export async function runLeakGuard (t: TestContext, variant: Variant, total = 2_000, concurrency = 50, simulatorOptions: SimulatorOptions = {}, env: Record<string, string> = {}) {
+export async function runLeakGuard (t: TestContext, variant: Variant, total = 2_000, concurrency = 50, simulatorOptions: SimulatorOptions = {}, env: Record<string, string> = {}, headers: Record<string, string> = {}) {
   // Like real providers' front ends, the simulator keeps idle sockets for a long time: only the
   // client's own keep-alive timeout (or close) can release them.
   const simulator = await startSimulator({ keepAliveTimeoutMs: 60_000, ...simulatorOptions })
@@ -115,7 +115,7 @@ export async function runLeakGuard (t: TestContext, variant: Variant, total = 2_
   const statuses: Record<string, number> = {}
   const chunk = total / 10
   for (let done = chunk; done <= total; done += chunk) {
-    for (const [status, count] of Object.entries(await drive(service.origin, chunk, concurrency))) statuses[status] = (statuses[status] ?? 0) + count
+    for (const [status, count] of Object.entries(await drive(service.origin, chunk, concurrency, { headers }))) statuses[status] = (statuses[status] ?? 0) + count
     heap.push([done, (await service.measure()).heapUsed])
   }
   const peakConnections = simulator.stats().connections.peak

@@ -9,6 +9,12 @@ test('the service passes the leak guard: bounded connections, fds back to baseli
   assert.deepEqual(violations, [])
 })
 
+test('streaming (Accept: text/event-stream), the service passes the same leak guard', async (t) => {
+  const { violations, statuses } = await runLeakGuard(t, 'service', 1_000, 50, {}, {}, { accept: 'text/event-stream' })
+  assert.deepEqual(statuses, { 200: 1_000 })
+  assert.deepEqual(violations, [])
+})
+
 test('under a 20 % random fault rate on every upstream call, the service still passes the leak guard', async (t) => {
   // A hung call holds one of the 16 sockets until its 250 ms attempt timeout: 1,000 requests keep
   // the run near 15 s.
