@@ -62,6 +62,7 @@ export function createSection (index: number, heading: string, wordsAsked: numbe
   let written = 0
   let trimmed: Trim | undefined
   let failure: ServiceError | undefined
+  let headed = false
 
   function add (block: string) {
     if (failure !== undefined || trimmed === 'section_trimmed') return
@@ -77,7 +78,8 @@ export function createSection (index: number, heading: string, wordsAsked: numbe
     }
     const safe = safeMarkdown(raw, imageOrigins)
     if (safe === '') return
-    const prefix = blocks === 0 ? `${index === 0 ? '' : '\n\n'}## ${heading.replace(/\s+/g, ' ')}\n\n` : '\n\n'
+    start()
+    const prefix = '\n\n'
     blocks++
     written += words(raw)
     order.emit(index, prefix + safe)
@@ -98,8 +100,17 @@ export function createSection (index: number, heading: string, wordsAsked: numbe
     }
   }
 
+  // The heading goes out with the section's first token: the caller sees the section start at once,
+  // though its first paragraph takes a second or two to complete.
+  function start () {
+    if (blocks > 0 || headed) return
+    headed = true
+    order.emit(index, `${index === 0 ? '' : '\n\n'}## ${heading.replace(/\s+/g, ' ')}`)
+  }
+
   return {
     push (text: string) {
+      start()
       pending += text
       takeBlocks()
     },
@@ -114,6 +125,7 @@ export function createSection (index: number, heading: string, wordsAsked: numbe
       written = 0
       trimmed = undefined
       failure = undefined
+      headed = false
     },
     finish (finishReason: string) {
       let last = pending

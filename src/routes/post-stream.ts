@@ -82,7 +82,12 @@ export async function streamPost (request: FastifyRequest, reply: FastifyReply, 
   // The headers go out with the first event, not through onSend: the service's time until then.
   reply.header('server-timing', `app;dur=${reply.elapsedTime.toFixed(1)}`)
   try {
-    await send('accepted', { id: postId, requestId: request.id })
+    const accepted = send('accepted', { id: postId, requestId: request.id })
+    // The pipeline starts in the next turn of the event loop: in a burst, every caller that has
+    // arrived gets its accepted event before any of them starts the synchronous work of its first
+    // upstream calls.
+    await new Promise((resolve) => setImmediate(resolve))
+    await accepted
     streamFirstEvent.record(reply.elapsedTime / 1000)
     const post = await run(events)
     await send('result', post)

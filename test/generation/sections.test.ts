@@ -33,13 +33,13 @@ test('sections come out in reading order: the first live, later ones held until 
   const order = createReadingOrder(['One', 'Two'], (index, text) => released.push([index, text]))
   const [one, two] = [createSection(0, 'One', 100, [], order), createSection(1, 'Two', 100, [], order)]
   two.push('Second section, written first.\n\n')
-  assert.equal(released.length, 0, 'section 2 waits for section 1')
+  assert.equal(released.length, 0, 'section 2, heading and all, waits for section 1')
   one.push('Opening.\n\n```ts\nconst a = 1\n\nconst b = 2\n```\n\nMore')
-  assert.deepEqual(released.map(([index]) => index), [0, 0])
-  assert.match(released[1]![1], /const a = 1\n\nconst b = 2/, 'the fence is one block')
+  assert.deepEqual(released.map(([, text]) => text.replace(/^\n\n/, '').slice(0, 10)), ['## One', 'Opening.', '```ts\ncons'], 'the heading at the first token, then whole blocks')
+  assert.match(released[2]![1], /const a = 1\n\nconst b = 2/, 'the fence is one block')
   one.finish('stop')
+  assert.deepEqual(released.map(([index]) => index), [0, 0, 0, 0, 1, 1], 'section 2 follows as soon as section 1 is complete')
   two.finish('stop')
-  assert.deepEqual(released.map(([index]) => index), [0, 0, 0, 1])
   assert.equal(released.map(([, text]) => text).join(''), '## One\n\nOpening.\n\n```ts\nconst a = 1\n\nconst b = 2\n```\n\nMore\n\n## Two\n\nSecond section, written first.')
 })
 
