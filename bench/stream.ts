@@ -27,7 +27,7 @@ const service = await startProcess(['--expose-gc', '--import', './bench/probe.ts
   ...liveEnv(simulator.origin),
   // Capacity for this many streams at once: every one holds an image and four sections (one origin).
   MAX_CONCURRENT_REQUESTS: String(streams + 10),
-  UPSTREAM_CONNECTIONS: String(Math.max(64, streams * 5)),
+  UPSTREAM_CONNECTIONS: String(Math.min(4096, Math.max(64, streams * 5))),
   UPSTREAM_MAX_QUEUED: String(streams * 8)
 }, /Server listening at (http:\/\/127\.0\.0\.1:\d+)/)
 const dispatcher = new Agent({ connections: streams })
@@ -63,9 +63,12 @@ try {
       onEvent: (event) => {
         const type = event.event ?? 'message'
         at[type] ??= performance.now() - started
-        if (type === 'result' || type === 'error') ending = type
+        if (type === 'result') ending = type
+        if (type === 'error') ending = `error ${JSON.parse(event.data).error.code}`
       }
     })
+    // An answer before the stream started is an HTTP status with a JSON body: counted by its status.
+    if (response.statusCode !== 200) ending = `status ${response.statusCode}`
     for await (const chunk of response.body) parser.feed(String(chunk))
     open--
     return { status: response.statusCode, at, ending }
@@ -81,7 +84,7 @@ try {
     `# ${name}`, '',
     `${new Date().toISOString()} · Node ${process.version} · ${streams} streams opened at once · medium posts · pace × ${scale}`, '',
     '| figure | measured |', '|---|---|',
-    `| endings | ${JSON.stringify(endings)} (a stream with neither result nor error: ${endings.none ?? 0}) |`,
+    `| endings | ${JSON.stringify(endings)} (a 200 stream with neither result nor error: ${endings.none ?? 0}) |`,
     `| time to \`accepted\`, p50 / p99 | ${percentile(accepted, 50).toFixed(1)} / **${percentile(accepted, 99).toFixed(1)} ms** |`,
     `| time to the first delta, p50, real time | ${(percentile(results.map((r) => r.at.delta ?? Infinity), 50) / scale / 1000).toFixed(2)} s |`,
     `| time to the plan, p50, real time | ${(percentile(results.map((r) => r.at.plan ?? Infinity), 50) / scale / 1000).toFixed(2)} s |`,
