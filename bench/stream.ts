@@ -32,6 +32,11 @@ const service = await startProcess(['--expose-gc', '--import', './bench/probe.ts
 }, /Server listening at (http:\/\/127\.0\.0\.1:\d+)/)
 const dispatcher = new Agent({ connections: streams })
 try {
+  // Callers are systems that keep their connections: open them first, as a pool in use would have.
+  await Promise.all(Array.from({ length: streams }, async () => {
+    const response = await request(`${service.origin}/healthz`, { dispatcher })
+    await response.body.dump()
+  }))
   await new Promise((resolve) => setTimeout(resolve, 1_500))
   const idle = rssMiB(service.pid)
   const heapAfterGc = () => (service.probes.findLast((probe) => probe.heapAfterGc !== undefined)?.heapAfterGc ?? 0) / 1048576
