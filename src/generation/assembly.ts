@@ -15,17 +15,23 @@ export interface Release {
   (section: number, text: string): void
 }
 
-/** Hands out sections' text in reading order: the first live, later ones held until their turn. */
-export function createReadingOrder (headings: readonly string[], release: Release) {
+/**
+ * Hands out sections' text in reading order. `live`: the current section's text goes out as it is
+ * written, later ones are held until their turn (a streaming caller). Otherwise each section goes
+ * out whole once complete, so a section retried after a failure never leaves half of itself behind.
+ */
+export function createReadingOrder (headings: readonly string[], release: Release, live = true) {
   const held = headings.map(() => [] as string[])
   const done = headings.map(() => false)
   const released = headings.map(() => false)
   let current = 0
   const flush = () => {
     while (current < headings.length) {
-      for (const text of held[current]!.splice(0)) {
-        released[current] = true
-        release(current, text)
+      if (live || done[current]) {
+        for (const text of held[current]!.splice(0)) {
+          released[current] = true
+          release(current, text)
+        }
       }
       if (!done[current]) return
       current++

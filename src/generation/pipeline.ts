@@ -142,7 +142,7 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
       const safe = wellFormed(text)
       pieces.push(safe)
       deps.events?.delta(index, safe)
-    })
+    }, deps.events !== undefined)
     const writers = planned.sections.map((section, index) => createSection(index, section.heading, wordsPerSection, upstreams.image.urlOrigins, order))
     const sections = await timed('sections', (stepSignal) => Promise.all(planned.sections.map(async (_, index) => {
       const writer = writers[index]!
