@@ -37,6 +37,13 @@ try {
     const response = await request(`${service.origin}/healthz`, { dispatcher })
     await response.body.dump()
   }))
+  // And a first round of posts, so the figures are those of a running instance, not of its JIT.
+  await Promise.all(Array.from({ length: Math.min(streams, 20) }, async (_, index) => {
+    const response = await request(`${service.origin}/generate`, {
+      dispatcher, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ topic: `warm-up ${index}`, length: 'short', image: false }), headersTimeout: 0, bodyTimeout: 0
+    })
+    await response.body.dump()
+  }))
   await new Promise((resolve) => setTimeout(resolve, 1_500))
   const idle = rssMiB(service.pid)
   const heapAfterGc = () => (service.probes.findLast((probe) => probe.heapAfterGc !== undefined)?.heapAfterGc ?? 0) / 1048576
