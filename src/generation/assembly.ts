@@ -4,9 +4,19 @@
 // streaming caller appends are, byte for byte, the body of the result.
 import { ServiceError } from '../errors.ts'
 import { echoesInstructions } from './prompts.ts'
-import { safeMarkdown } from './safe-output.ts'
+import { safeMarkdown, safeText } from './safe-output.ts'
 
 const words = (text: string) => text.split(/\s+/).filter(Boolean).length
+
+// A block the Markdown round trip cannot handle is served as its plain text rather than failing the
+// post (an error here, inside a stream's reader, would also pass for the upstream's fault).
+function sanitised (block: string, imageOrigins: readonly string[]) {
+  try {
+    return safeMarkdown(block, imageOrigins)
+  } catch {
+    return safeText(block).replace(/([\\`*_[\]#!|~])/g, '\\$1')
+  }
+}
 
 export type Trim = 'section_truncated' | 'section_trimmed'
 
@@ -82,7 +92,7 @@ export function createSection (index: number, heading: string, wordsAsked: numbe
       failure = new ServiceError('upstream_bad_response', { message: 'The LLM answer repeated its instructions.', details: { upstream: 'llm' } })
       return
     }
-    const safe = safeMarkdown(raw, imageOrigins)
+    const safe = sanitised(raw, imageOrigins)
     if (safe === '') return
     start()
     const prefix = '\n\n'

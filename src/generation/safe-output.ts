@@ -8,6 +8,7 @@ import { raw } from 'hast-util-raw'
 import { sanitize, defaultSchema, type Schema } from 'hast-util-sanitize'
 import { toMdast } from 'hast-util-to-mdast'
 import { fromMarkdown } from 'mdast-util-from-markdown'
+import { gfmToMarkdown } from 'mdast-util-gfm'
 import { toHast } from 'mdast-util-to-hast'
 import { toMarkdown } from 'mdast-util-to-markdown'
 import { SKIP, visit } from 'unist-util-visit'
@@ -58,7 +59,8 @@ export function safeMarkdown (markdown: string, imageOrigins: readonly string[])
     }
   })
   const clean = sanitize(html, SCHEMA) as HastRoot
-  return toMarkdown(toMdast(clean), { bullet: '-', emphasis: '_', rule: '-' }).trim()
+  // GitHub's schema keeps <del>, <s> and tables, which become GFM nodes: serialise them as GFM.
+  return toMarkdown(toMdast(clean), { bullet: '-', emphasis: '_', rule: '-', extensions: [gfmToMarkdown()] }).trim()
 }
 
 const HTML_COMMENT = /<!--[\s\S]*?(?:-->|$)/g

@@ -66,3 +66,11 @@ test('an answer that repeats the system prompt is refused, never passed on', asy
   assert.equal(response.json().error.code, 'upstream_bad_response')
   assert.doesNotMatch(response.body, /You (plan blog posts|write one section)/)
 })
+
+test('markup the sanitiser keeps as GFM (<s>, <del>, tables) is written back, never a failed post: the counterexample fast-check found', async (t) => {
+  assert.equal(safeMarkdown('Treat <S>! as a concern.', ORIGINS), 'Treat ~~! as a concern.~~')
+  assert.match(safeMarkdown('<table><tr><td>a</td></tr></table>', ORIGINS), /\| a \|/)
+  const { app } = await startStack(t)
+  const response = await app.inject({ method: 'POST', url: '/generate', payload: { topic: '! !', keywords: ['<S>!'] } })
+  assert.equal(response.statusCode, 200)
+})
