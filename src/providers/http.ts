@@ -149,7 +149,7 @@ async function readBounded (body: Dispatcher.ResponseData['body'], maxBytes: num
 }
 
 /** OpenAI's retry-after-ms, else Retry-After in seconds or as an HTTP date. */
-function retryAfter (headers: Dispatcher.ResponseData['headers']): number | undefined {
+export function retryAfter (headers: Dispatcher.ResponseData['headers']): number | undefined {
   const ms = Number(headers['retry-after-ms'])
   if (Number.isFinite(ms) && ms >= 0) return ms
   const value = headers['retry-after']

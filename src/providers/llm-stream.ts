@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici'
 import { z } from 'zod'
 import { ServiceError } from '../errors.ts'
 import { genAiDuration, genAiTokens } from '../telemetry/instruments.ts'
-import { target, toServiceError } from './http.ts'
+import { retryAfter, target, toServiceError } from './http.ts'
 import { bearer, trimSlash, type ChatMessage, type LlmCall, type TokenUsage } from './llm.ts'
 
 export interface StreamTimeouts {
@@ -173,9 +173,11 @@ async function errorStatus (response: Dispatcher.ResponseData): Promise<never> {
   const text = await readSome(response.body)
   throw new ServiceError('upstream_error', {
     message: `The llm upstream answered ${response.statusCode}.`,
-    details: { upstream: 'llm', status: response.statusCode, ...(retryAfterMs(response.headers)), ...(/insufficient_quota/.test(text) ? { quotaExhausted: true } : {}) }
+    details: { upstream: 'llm', status: response.statusCode, ...withRetryAfter(retryAfter(response.headers)), ...(/insufficient_quota/.test(text) ? { quotaExhausted: true } : {}) }
   })
 }
+
+const withRetryAfter = (ms: number | undefined) => ms === undefined ? {} : { retryAfterMs: ms }
 
 async function readSome (body: Dispatcher.ResponseData['body']) {
   let text = ''
@@ -184,13 +186,6 @@ async function readSome (body: Dispatcher.ResponseData['body']) {
     if (text.length > 16 * 1024) { body.destroy(); break }
   }
   return text
-}
-
-function retryAfterMs (headers: Dispatcher.ResponseData['headers']) {
-  const ms = Number(headers['retry-after-ms'])
-  if (Number.isFinite(ms) && ms >= 0) return { retryAfterMs: ms }
-  const seconds = Number(headers['retry-after'])
-  return Number.isFinite(seconds) && seconds >= 0 ? { retryAfterMs: seconds * 1000 } : {}
 }
 
 const stalled = (what: string, ms: number) => new ServiceError('upstream_timeout', {
