@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { availableParallelism } from 'node:os'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { freePort, liveEnv } from '../../test/spawn.ts'
@@ -104,4 +105,20 @@ export async function startVariant (variant: Variant, simulatorOrigin: string, p
     PORT: '0', SIMULATOR_ORIGIN: simulatorOrigin, UPSTREAM_CONNECTIONS: String(pool), ...extraEnv
   }, listening)
   return { ...started, metricsUrl: undefined }
+}
+
+/**
+ * Pins a process, every thread of it, to the given CPUs (taskset's list, "0" or "1-3"). In
+ * production the service has its vCPUs to itself; on a bench machine the simulator and the driver
+ * would otherwise compete with it for the same cores, and their work would count as its latency.
+ * Returns false, and changes nothing, on a machine with a single core or without taskset.
+ */
+export function pin (pid: number, cpus: string) {
+  if (availableParallelism() < 2) return false
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
 }
