@@ -128,7 +128,9 @@ export function createSection (index: number, heading: string, wordsAsked: numbe
     push (text: string) {
       start()
       pending += text
-      takeBlocks()
+      // A block ends at a blank line: a chunk without a line break cannot complete one, and most
+      // chunks are a token or two. (Scanning on every chunk made the scan quadratic in the block.)
+      if (text.includes('\n')) takeBlocks()
     },
     /** Whether any of this section's text has reached the caller: a failure after it cannot be retried. */
     committed: () => order.released(index),

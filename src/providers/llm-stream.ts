@@ -75,7 +75,15 @@ async function attempt (call: StreamCall, url: string, messages: ChatMessage[], 
   const onAbort = () => controller.abort(call.signal!.reason)
   call.signal?.addEventListener('abort', onAbort, { once: true })
   let timer = setTimeout(() => controller.abort(stalled('first token', call.timeouts.firstTokenMs)), call.timeouts.firstTokenMs)
+  let idling = false
+  // Called on every chunk once tokens flow: the idle timer is created once and then refreshed,
+  // not cleared and created again for each token.
   const idle = () => {
+    if (idling) {
+      timer.refresh()
+      return
+    }
+    idling = true
     clearTimeout(timer)
     timer = setTimeout(() => controller.abort(stalled('next chunk', call.timeouts.idleMs)), call.timeouts.idleMs)
   }
