@@ -9,7 +9,7 @@ export { simulatorUpstreams, requiredLiveVariables, type Upstreams, type Upstrea
 
 // Base URLs only make sense against real providers; setting one while the simulator is in use
 // is almost always a forgotten PROVIDERS=live, so it is refused rather than silently ignored.
-const LIVE_ONLY = ['LLM_BASE_URL', 'IMAGE_BASE_URL', 'LANGUAGE_BASE_URL', 'STORAGE_BASE_URL'] as const
+const LIVE_ONLY = ['LLM_BASE_URL', 'LLM_FALLBACK_BASE_URL', 'IMAGE_BASE_URL', 'LANGUAGE_BASE_URL', 'STORAGE_BASE_URL'] as const
 
 const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
@@ -33,6 +33,10 @@ const envSchema = z.object({
   LLM_MODEL: optionalText,
   // A hard cap on what one LLM call can cost, sent as max_completion_tokens.
   LLM_MAX_COMPLETION_TOKENS: z.coerce.number().int().min(16).max(1_000_000).default(4_096),
+  // A second OpenAI-compatible provider, for calls the first fails before any token (upstreams.ts).
+  LLM_FALLBACK_BASE_URL: optionalUrl,
+  LLM_FALLBACK_API_KEY: optionalText,
+  LLM_FALLBACK_MODEL: optionalText,
   IMAGE_BASE_URL: optionalUrl,
   IMAGE_API_KEY: optionalText,
   IMAGE_MODEL: optionalText,
@@ -91,6 +95,9 @@ const envSchema = z.object({
   BREAKER_OPEN_MS: MS.default(5_000),
   // Enough for one request's fan-out (a plan and up to six sections) to pass as probes.
   BREAKER_HALF_OPEN_PROBES: z.coerce.number().int().min(1).max(100).default(10),
+  // Natural Language calls outstanding past their p95 get a second copy, at most this share of
+  // calls ("The Tail at Scale": about 5 % extra load). 0 turns hedging off.
+  LANGUAGE_HEDGE_RATIO: z.coerce.number().min(0).max(0.5).default(0.05),
   MAX_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).default(100),
   // A second gate inside the service, behind Cloud Run's IAM. Live mode must choose one.
   AUTH_MODE: z.enum(['none', 'api-key', 'google-id-token']).optional(),
@@ -132,6 +139,9 @@ const envSchema = z.object({
     if (env.AUTH_MODE === undefined) ctx.addIssue({ code: 'custom', path: ['AUTH_MODE'], message: 'required when PROVIDERS=live: none (behind IAM), api-key or google-id-token' })
     for (const name of requiredLiveVariables(env)) {
       if (env[name] === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'required when PROVIDERS=live' })
+    }
+    for (const name of ['LLM_FALLBACK_MODEL', 'LLM_FALLBACK_API_KEY'] as const) {
+      if (env[name] !== undefined && env.LLM_FALLBACK_BASE_URL === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'only used with LLM_FALLBACK_BASE_URL; set it or unset this' })
     }
     if (env.IMAGE_BUCKET !== undefined && !onGoogleCloud(env)) {
       ctx.addIssue({ code: 'custom', path: ['IMAGE_BUCKET'], message: 'needs Google credentials: run on Cloud Run or set GCE_METADATA_HOST' })
@@ -197,7 +207,8 @@ function toConfig (env: Env) {
       breakerMinVolume: env.BREAKER_MIN_VOLUME,
       breakerConsecutiveFailures: env.BREAKER_CONSECUTIVE_FAILURES,
       breakerOpenMs: env.BREAKER_OPEN_MS,
-      breakerHalfOpenProbes: env.BREAKER_HALF_OPEN_PROBES
+      breakerHalfOpenProbes: env.BREAKER_HALF_OPEN_PROBES,
+      hedgeRatio: env.LANGUAGE_HEDGE_RATIO
     },
     auth: {
       mode: env.AUTH_MODE ?? 'none',

@@ -14,16 +14,34 @@ export function onGoogleCloud (env: { K_SERVICE?: string | undefined, GCE_METADA
   return env.K_SERVICE !== undefined || env.GCE_METADATA_HOST !== undefined
 }
 
+const isVertex = (url: string | undefined) => url !== undefined && URL.canParse(url) && VERTEX_AI.test(new URL(url).hostname)
+
 /** The live-mode variables that must be set, given where the service runs and what it calls. */
-export function requiredLiveVariables (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined, LLM_BASE_URL?: string | undefined }) {
+export function requiredLiveVariables (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined, LLM_BASE_URL?: string | undefined, LLM_FALLBACK_BASE_URL?: string | undefined }) {
   const google = onGoogleCloud(env)
-  const vertex = env.LLM_BASE_URL !== undefined && URL.canParse(env.LLM_BASE_URL) && VERTEX_AI.test(new URL(env.LLM_BASE_URL).hostname)
   return [
     ...LIVE_REQUIRED,
     // Without a key, Natural Language and Vertex AI take the service account's token instead.
-    ...(google && vertex ? [] : ['LLM_API_KEY'] as const),
-    ...(google ? [] : ['LANGUAGE_API_KEY'] as const)
+    ...(google && isVertex(env.LLM_BASE_URL) ? [] : ['LLM_API_KEY'] as const),
+    ...(google ? [] : ['LANGUAGE_API_KEY'] as const),
+    // A fallback LLM is optional; once its URL is set, it needs a model, and a key unless it is
+    // Vertex AI on Google Cloud.
+    ...(env.LLM_FALLBACK_BASE_URL === undefined ? [] : ['LLM_FALLBACK_MODEL'] as const),
+    ...(env.LLM_FALLBACK_BASE_URL === undefined || (google && isVertex(env.LLM_FALLBACK_BASE_URL)) ? [] : ['LLM_FALLBACK_API_KEY'] as const)
   ]
+}
+
+/**
+ * The provider's name for labels and warnings, as OpenTelemetry's gen_ai.provider.name spells the
+ * well-known ones; any other endpoint is named by its host.
+ */
+export function providerName (baseUrl: string) {
+  const { host, hostname } = new URL(baseUrl)
+  if (VERTEX_AI.test(hostname)) return 'gcp.vertex_ai'
+  if (hostname === 'generativelanguage.googleapis.com') return 'gcp.gemini'
+  if (hostname === 'api.openai.com') return 'openai'
+  if (hostname.endsWith('.openai.azure.com')) return 'azure.ai.openai'
+  return host
 }
 
 export interface UpstreamTarget {
@@ -34,8 +52,15 @@ export interface UpstreamTarget {
   readonly maxCompletionTokens?: number
 }
 
+export interface LlmTarget extends UpstreamTarget {
+  /** providerName() of its base URL: the label on its usage, metrics and fallback warnings. */
+  readonly provider: string
+}
+
 export interface Upstreams {
-  readonly llm: UpstreamTarget
+  readonly llm: LlmTarget
+  /** Where an LLM call goes when the primary fails it before any token (LLM_FALLBACK_*). */
+  readonly llmFallback: LlmTarget | undefined
   readonly image: UpstreamTarget & { readonly size: string, readonly maxBytes: number, readonly urlOrigins: readonly string[] }
   readonly language: Omit<UpstreamTarget, 'model'>
   /** Where base64 images are uploaded, when IMAGE_BUCKET is set. */
@@ -47,7 +72,17 @@ export interface Upstreams {
 export function liveUpstreams (env: Env): Upstreams {
   // superRefine has checked that every LIVE_REQUIRED name is present.
   return {
-    llm: { baseUrl: env.LLM_BASE_URL!, apiKey: env.LLM_API_KEY, model: env.LLM_MODEL!, maxCompletionTokens: env.LLM_MAX_COMPLETION_TOKENS },
+    llm: { baseUrl: env.LLM_BASE_URL!, apiKey: env.LLM_API_KEY, model: env.LLM_MODEL!, maxCompletionTokens: env.LLM_MAX_COMPLETION_TOKENS, provider: providerName(env.LLM_BASE_URL!) },
+    llmFallback: env.LLM_FALLBACK_BASE_URL === undefined
+      ? undefined
+      : {
+          baseUrl: env.LLM_FALLBACK_BASE_URL,
+          apiKey: env.LLM_FALLBACK_API_KEY,
+          model: env.LLM_FALLBACK_MODEL!,
+          maxCompletionTokens: env.LLM_MAX_COMPLETION_TOKENS,
+          // Two OpenAI-compatible endpoints on one host still get two names.
+          provider: distinct(providerName(env.LLM_FALLBACK_BASE_URL), providerName(env.LLM_BASE_URL!))
+        },
     image: {
       baseUrl: env.IMAGE_BASE_URL!,
       apiKey: env.IMAGE_API_KEY,
@@ -65,7 +100,8 @@ export function liveUpstreams (env: Env): Upstreams {
 /** Upstreams for the bundled simulator, which speaks every provider's wire format on one origin. */
 export function simulatorUpstreams (config: Config, origin: string): Upstreams {
   return deepFreeze({
-    llm: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.llm.model ?? 'simulator-llm', maxCompletionTokens: config.llm.maxCompletionTokens },
+    llm: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.llm.model ?? 'simulator-llm', maxCompletionTokens: config.llm.maxCompletionTokens, provider: 'simulator' },
+    llmFallback: undefined,
     image: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.image.model ?? 'simulator-image', size: config.image.size, maxBytes: config.image.maxBytes, urlOrigins: [origin, ...config.image.urlOrigins] },
     language: { baseUrl: origin, apiKey: undefined },
     // The simulator also plays the metadata server and Cloud Storage, so those paths run locally too.
@@ -73,3 +109,5 @@ export function simulatorUpstreams (config: Config, origin: string): Upstreams {
     metadataHost: new URL(origin).host
   })
 }
+
+const distinct = (name: string, taken: string) => name === taken ? `${name} (fallback)` : name

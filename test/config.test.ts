@@ -54,7 +54,8 @@ test('PROVIDERS=live requires every provider variable and names each missing one
 
 test('live mode uses the configured providers and never the simulator', () => {
   const config = loadConfig(LIVE)
-  assert.deepEqual(config.upstreams?.llm, { baseUrl: 'https://api.openai.com/v1', apiKey: 'sk-1', model: 'gpt-4o-mini', maxCompletionTokens: 4096 })
+  assert.deepEqual(config.upstreams?.llm, { baseUrl: 'https://api.openai.com/v1', apiKey: 'sk-1', model: 'gpt-4o-mini', maxCompletionTokens: 4096, provider: 'openai' })
+  assert.equal(config.upstreams?.llmFallback, undefined)
   assert.equal(config.upstreams?.language.baseUrl, 'https://language.googleapis.com')
 })
 
@@ -89,4 +90,15 @@ test('IMAGE_BUCKET needs Google credentials, and the metadata host can be pointe
   const config = loadConfig({ ...LIVE, IMAGE_BUCKET: 'posts', GCE_METADATA_HOST: '127.0.0.1:8999' })
   assert.deepEqual(config.upstreams?.storage, { baseUrl: 'https://storage.googleapis.com', bucket: 'posts' })
   assert.equal(config.upstreams?.metadataHost, '127.0.0.1:8999')
+})
+
+test('a fallback LLM: its URL needs a model and a key (not for Vertex AI on Google Cloud), and neither is accepted without the URL', () => {
+  const VERTEX = 'https://europe-west1-aiplatform.googleapis.com/v1/projects/demo/locations/europe-west1/endpoints/openapi'
+  assert.throws(() => loadConfig({ ...LIVE, LLM_FALLBACK_BASE_URL: VERTEX }), (error: Error) => /LLM_FALLBACK_MODEL/.test(error.message) && /LLM_FALLBACK_API_KEY/.test(error.message))
+  assert.throws(() => loadConfig({ ...LIVE, LLM_FALLBACK_MODEL: 'google/gemini-2.5-flash' }), /only used with LLM_FALLBACK_BASE_URL[^\n]*\s+→ at LLM_FALLBACK_MODEL/)
+  const onCloudRun = loadConfig({ ...LIVE, K_SERVICE: 'content-engine', LLM_FALLBACK_BASE_URL: VERTEX, LLM_FALLBACK_MODEL: 'google/gemini-2.5-flash' })
+  assert.deepEqual(onCloudRun.upstreams?.llmFallback, { baseUrl: VERTEX, apiKey: undefined, model: 'google/gemini-2.5-flash', maxCompletionTokens: 4096, provider: 'gcp.vertex_ai' })
+  // Two endpoints on one host still get two names, so their labels and warnings tell them apart.
+  const sameHost = loadConfig({ ...LIVE, LLM_FALLBACK_BASE_URL: 'https://api.openai.com/v1', LLM_FALLBACK_MODEL: 'gpt-4.1-mini', LLM_FALLBACK_API_KEY: 'sk-2' })
+  assert.equal(sameHost.upstreams?.llmFallback?.provider, 'openai (fallback)')
 })

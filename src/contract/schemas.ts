@@ -5,15 +5,18 @@ import { catalogue, type ErrorCode } from '../errors.ts'
 // these, and the route's return type is checked against postSchema at compile time.
 
 const ms = z.number().nonnegative().nullable()
+const tokens = z.object({ promptTokens: z.number().int().nonnegative(), completionTokens: z.number().int().nonnegative(), totalTokens: z.number().int().nonnegative() })
 
 export const warningSchema = z.object({
   step: z.enum(['plan', 'sections', 'image', 'sentiment', 'keywords']),
-  code: z.enum([...Object.keys(catalogue) as ErrorCode[], 'field_trimmed', 'section_truncated', 'section_trimmed', 'tone_mismatch']),
-  message: z.string()
+  code: z.enum([...Object.keys(catalogue) as ErrorCode[], 'field_trimmed', 'section_truncated', 'section_trimmed', 'tone_mismatch', 'fallback_used']),
+  message: z.string(),
+  provider: z.string().optional().meta({ description: 'fallback_used only: the provider that served the step.' })
 }).meta({
   description: 'Something the post is served without, or with less of: an optional step that failed (its error code), a field ' +
     'trimmed at a word (field_trimmed), a section cut off by the token limit (section_truncated) or far past its length ' +
-    '(section_trimmed), or a persuasive post whose sentiment is negative (tone_mismatch).'
+    '(section_trimmed), a persuasive post whose sentiment is negative (tone_mismatch), or a step the fallback LLM wrote ' +
+    'because the primary failed it (fallback_used).'
 })
 
 export const postSchema = z.object({
@@ -25,7 +28,9 @@ export const postSchema = z.object({
   image: z.object({ url: z.string(), alt: z.string() }).nullable(),
   sentiment: z.object({ score: z.number().min(-1).max(1), magnitude: z.number().nonnegative(), label: z.enum(['negative', 'neutral', 'positive']) }).nullable(),
   keywords: z.array(z.object({ text: z.string(), salience: z.number() })),
-  usage: z.object({ promptTokens: z.number().int().nonnegative(), completionTokens: z.number().int().nonnegative(), totalTokens: z.number().int().nonnegative() }),
+  usage: tokens.extend({
+    byProvider: z.record(z.string(), tokens).meta({ description: 'The same, per LLM provider (gen_ai.provider.name, or the host): two when a fallback wrote part of the post.' })
+  }),
   timings: z.object({ planMs: ms, sectionsMs: ms, imageMs: ms, sentimentMs: ms, keywordsMs: ms, totalMs: z.number().nonnegative() })
     .meta({ description: 'Milliseconds per step; null for a step that did not run.' }),
   warnings: z.array(warningSchema)

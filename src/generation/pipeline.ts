@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Dispatcher } from 'undici'
 import type { Upstreams } from '../config.ts'
+import type { LlmTarget } from '../upstreams.ts'
 import { ServiceError, type ErrorCode } from '../errors.ts'
 import type { TokenSource } from '../providers/google-token.ts'
 import { dataUrl, generateImage } from '../providers/image.ts'
@@ -10,6 +11,7 @@ import { streamCompletion, type StreamTimeouts } from '../providers/llm-stream.t
 import { parseAnswer } from '../providers/http.ts'
 import { uploadImage } from '../providers/storage.ts'
 import type { Guard } from '../resilience/guard.ts'
+import type { Hedger } from '../resilience/hedge.ts'
 import { stepWarnings } from '../telemetry/instruments.ts'
 import { round, runStep, stepLimit, type Step, type StepTimeouts } from './steps.ts'
 import type { Brief } from './brief.ts'
@@ -27,6 +29,7 @@ export interface PipelineDeps {
   /** The service account's token, on Google Cloud: for upstreams configured without a key. */
   token?: TokenSource | undefined
   guard?: Guard | undefined
+  hedger?: Hedger | undefined
   logPrompt?: ((messages: ChatMessage[]) => void) | undefined
   signal: AbortSignal
   /** The request's deadline (epoch ms), and each step's own limit within it. */
@@ -50,12 +53,14 @@ export interface PostEvents {
 
 export type OptionalStep = Extract<Step, 'image' | 'sentiment' | 'keywords'>
 
-export type WarningCode = ErrorCode | 'field_trimmed' | 'section_truncated' | 'section_trimmed' | 'tone_mismatch'
+export type WarningCode = ErrorCode | 'field_trimmed' | 'section_truncated' | 'section_trimmed' | 'tone_mismatch' | 'fallback_used'
 
 export interface Warning {
   step: Step
   code: WarningCode
   message: string
+  /** fallback_used: the provider that served the step. */
+  provider?: string
 }
 
 // The most a field may be before it is trimmed at a word boundary (the prompt asks for less).
@@ -76,12 +81,19 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   deps.signal.addEventListener('abort', abort, { once: true })
   const signal = controller.signal
 
-  const { dispatcher, upstreams, token, guard, deadlineAt } = deps
+  const { dispatcher, upstreams, token, guard, hedger, deadlineAt } = deps
   const context = { dispatcher, guard, deadlineAt }
-  const llm = { ...context, target: upstreams.llm, maxResponseBytes: deps.maxResponseBytes, token, logPrompt: deps.logPrompt, timeouts: deps.stream }
-  const language = { ...context, target: upstreams.language, maxResponseBytes: deps.maxResponseBytes, token }
-  const warn = (step: Step, code: WarningCode, message: string) => {
-    const warning = { step, code, message }
+  // One fallback_used warning per step, however many of its calls moved.
+  const fellBack = new Set<Step>()
+  const onFallback = (step: 'plan' | 'sections') => (to: LlmTarget, error: ServiceError) => {
+    if (fellBack.has(step)) return
+    fellBack.add(step)
+    warn(step, 'fallback_used', `The primary LLM failed (${error.code}); ${to.provider} wrote ${step === 'plan' ? 'the plan' : 'one or more sections'}.`, to.provider)
+  }
+  const llm = { ...context, target: upstreams.llm, fallback: upstreams.llmFallback, maxResponseBytes: deps.maxResponseBytes, token, logPrompt: deps.logPrompt, timeouts: deps.stream }
+  const language = { ...context, target: upstreams.language, maxResponseBytes: deps.maxResponseBytes, token, hedger }
+  const warn = (step: Step, code: WarningCode, message: string, provider?: string) => {
+    const warning: Warning = provider === undefined ? { step, code, message } : { step, code, message, provider }
     warnings.push(warning)
     stepWarnings.add(1, { 'content_engine.step': step, 'error.type': code })
     deps.events?.warning(warning)
@@ -123,7 +135,7 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   const image = brief.image ? optional('image', heroImage) : Promise.resolve({ value: null, ms: null })
   let settled = false
   try {
-    const plan = await timed('plan', (stepSignal) => streamCompletion({ ...llm, signal: stepSignal }, planMessages(brief), { response_format: planResponseFormat(planSchema) },
+    const plan = await timed('plan', (stepSignal) => streamCompletion({ ...llm, signal: stepSignal, onFallback: onFallback('plan') }, planMessages(brief), { response_format: planResponseFormat(planSchema) },
       (content) => checkedPlan(content, brief)))
     const planned = plan.value.value
     const fields = Object.fromEntries((['title', 'metaDescription', 'imageAlt'] as const).map((name) => {
@@ -150,6 +162,8 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
         ...llm,
         signal: stepSignal,
         target: { ...upstreams.llm, maxCompletionTokens: maxTokens },
+        fallback: upstreams.llmFallback && { ...upstreams.llmFallback, maxCompletionTokens: Math.min(upstreams.llmFallback.maxCompletionTokens ?? Infinity, maxTokens) },
+        onFallback: onFallback('sections'),
         onAttempt: () => writer.reset(),
         onDelta: (text) => writer.push(text),
         retryable: () => !writer.committed()
@@ -184,7 +198,7 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
       image: hero.value && { url: hero.value.url, alt: fields.imageAlt },
       sentiment: sentiment.value,
       keywords: safeKeywords,
-      usage: [plan.value.usage, ...sections.value.map((section) => section.usage)].reduce(addUsage),
+      usage: totalUsage([plan.value, ...sections.value]),
       timings: {
         planMs: plan.ms,
         sectionsMs: sections.ms,
@@ -218,6 +232,13 @@ function checkedPlan (content: string, brief: Brief): Plan {
 function toWarning (error: unknown): { code: ErrorCode, message: string } {
   if (error instanceof ServiceError) return { code: error.code, message: error.message }
   return { code: 'internal_error', message: 'The step failed unexpectedly.' }
+}
+
+/** Every LLM call's tokens, in all and per provider. */
+function totalUsage (calls: Array<{ usage: TokenUsage, provider: string }>) {
+  const byProvider: Record<string, TokenUsage> = {}
+  for (const { usage, provider } of calls) byProvider[provider] = byProvider[provider] === undefined ? usage : addUsage(byProvider[provider], usage)
+  return { ...calls.map((call) => call.usage).reduce(addUsage), byProvider }
 }
 
 function addUsage (a: TokenUsage, b: TokenUsage): TokenUsage {

@@ -2,6 +2,7 @@ import { z } from 'zod'
 import type { Upstreams } from '../config.ts'
 import { postJson, type CallContext } from './http.ts'
 import { bearer, trimSlash } from './llm.ts'
+import type { Hedger } from '../resilience/hedge.ts'
 
 // Google Cloud Natural Language v1: documents:analyzeSentiment and documents:analyzeEntities.
 const sentimentResponse = z.object({
@@ -17,6 +18,8 @@ export interface LanguageCall extends CallContext {
   maxResponseBytes: number
   /** Used when no API key is configured: Natural Language accepts the service account's token. */
   token?: (() => Promise<string>) | undefined
+  /** Sends a second copy of a call that is slower than usual (resilience/hedge.ts). */
+  hedger?: Hedger | undefined
 }
 
 export interface Document {
@@ -53,16 +56,23 @@ export function sentimentLabel (score: number): SentimentLabel {
 }
 
 async function analyze<T> (call: LanguageCall, method: string, document: Document, schema: z.ZodType<T>) {
+  const headers = call.target.apiKey !== undefined ? { 'x-goog-api-key': call.target.apiKey } : await bearer(undefined, call.token)
+  const send = (signal: AbortSignal | undefined) => request(call, method, document, schema, headers, signal)
+  // Both calls are pure functions of the text, cheap and billed per call: safe to hedge.
+  return call.hedger === undefined ? await send(call.signal) : await call.hedger.run(method, call.signal, send)
+}
+
+function request<T> (call: LanguageCall, method: string, document: Document, schema: z.ZodType<T>, headers: Record<string, string>, signal: AbortSignal | undefined) {
   const { target } = call
   return postJson({
     dispatcher: call.dispatcher,
     upstream: 'language',
     url: `${trimSlash(target.baseUrl)}/v1/documents:${method}`,
-    headers: target.apiKey !== undefined ? { 'x-goog-api-key': target.apiKey } : await bearer(undefined, call.token),
+    headers,
     body: { document: { type: 'PLAIN_TEXT', content: document.content, language: document.language }, encodingType: 'UTF8' },
     schema,
     maxResponseBytes: call.maxResponseBytes,
-    signal: call.signal,
+    signal,
     guard: call.guard,
     deadlineAt: call.deadlineAt
   })

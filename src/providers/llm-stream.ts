@@ -45,30 +45,78 @@ export interface StreamCall extends LlmCall {
   retryable?: (() => boolean) | undefined
 }
 
+/**
+ * The call, on the primary provider and, if it fails there before any token, once on the fallback
+ * (LiteLLM's and Portkey's fallbacks, per request: the next call tries the primary again unless its
+ * breaker is open). Each provider has its own breaker and retry budget: 'llm' and 'llm.fallback'.
+ */
 export async function streamCompletion<T = undefined> (call: StreamCall, messages: ChatMessage[], extra: Record<string, unknown> = {}, parse?: (content: string) => T) {
-  const url = `${trimSlash(call.target.baseUrl)}/chat/completions`
   call.logPrompt?.(messages)
-  const attributes = { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'openai', 'gen_ai.request.model': call.target.model, 'server.address': target(url).hostname }
+  const chain = call.fallback === undefined ? [call.target] : [call.target, call.fallback]
+  for (let index = 0; ; index++) {
+    try {
+      return await complete({ ...call, target: chain[index]! }, index === 0 ? 'llm' : 'llm.fallback', messages, extra, parse)
+    } catch (error) {
+      const next = chain[index + 1]
+      if (next === undefined || !fallsBack(error, call)) throw error
+      call.onFallback?.(next, error as ServiceError)
+    }
+  }
+}
+
+// Errors raised after the provider had sent tokens: the call has started there and ends there.
+const afterTokens = new WeakSet<object>()
+
+/**
+ * Whether a failed call moves to the fallback: when the primary is down (breaker open, refused,
+ * reset, 5xx after the retries the budget allows), stalled before its first token, or rate-limited
+ * past what the request can wait (a quota-exhausted 429 too). Never for 400, 401, 403, 404 or 422,
+ * which are a broken deployment or request that a fallback would hide; never after a token has
+ * arrived; never for our own deadline or a caller who left.
+ */
+export function fallsBack (error: unknown, call: { signal?: AbortSignal | undefined, retryable?: (() => boolean) | undefined }) {
+  if (call.signal?.aborted || call.retryable?.() === false) return false
+  if (!(error instanceof ServiceError) || afterTokens.has(error)) return false
+  switch (error.code) {
+    case 'circuit_open':
+    case 'upstream_unavailable':
+    case 'upstream_timeout':
+    case 'upstream_rate_limited':
+      return true
+    case 'upstream_error': {
+      const status = (error.details as { status?: number } | undefined)?.status ?? 0
+      return status >= 500 || status === 429
+    }
+    default:
+      return false
+  }
+}
+
+async function complete<T> (call: StreamCall, upstream: string, messages: ChatMessage[], extra: Record<string, unknown>, parse: ((content: string) => T) | undefined) {
+  const url = `${trimSlash(call.target.baseUrl)}/chat/completions`
+  const attributes = { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': call.target.provider, 'gen_ai.request.model': call.target.model, 'server.address': target(url).hostname }
   const start = performance.now()
+  const seen = { tokens: false }
   // parse runs inside the attempt: an answer of the wrong shape is retried like a malformed one.
   const run = async () => {
     call.onAttempt?.()
-    const streamed = await attempt(call, url, messages, extra)
-    return { ...streamed, value: parse?.(streamed.content) as T }
+    const streamed = await attempt(call, url, messages, extra, seen)
+    return { ...streamed, value: parse?.(streamed.content) as T, provider: call.target.provider }
   }
   try {
-    const result = call.guard === undefined ? await run() : await call.guard.run(target(url).origin, { upstream: 'llm', signal: call.signal, deadlineAt: call.deadlineAt, retryable: call.retryable }, run)
+    const result = call.guard === undefined ? await run() : await call.guard.run(target(url).origin, { upstream, signal: call.signal, deadlineAt: call.deadlineAt, retryable: call.retryable }, run)
     genAiDuration.record((performance.now() - start) / 1000, attributes)
     genAiTokens.record(result.usage.promptTokens, { ...attributes, 'gen_ai.token.type': 'input' })
     genAiTokens.record(result.usage.completionTokens, { ...attributes, 'gen_ai.token.type': 'output' })
     return result
   } catch (error) {
     genAiDuration.record((performance.now() - start) / 1000, { ...attributes, 'error.type': error instanceof ServiceError ? error.code : 'aborted' })
+    if (seen.tokens && typeof error === 'object' && error !== null) afterTokens.add(error)
     throw error
   }
 }
 
-async function attempt (call: StreamCall, url: string, messages: ChatMessage[], extra: Record<string, unknown>): Promise<Streamed> {
+async function attempt (call: StreamCall, url: string, messages: ChatMessage[], extra: Record<string, unknown>, seen: { tokens: boolean }): Promise<Streamed> {
   // The caller may have left while this call waited for a slot: an abort listener added now would never fire.
   call.signal?.throwIfAborted()
   const controller = new AbortController()
@@ -108,7 +156,7 @@ async function attempt (call: StreamCall, url: string, messages: ChatMessage[], 
       bodyTimeout: 0
     })
     if (response.statusCode < 200 || response.statusCode > 299) return await errorStatus(response)
-    return await read(response, call, idle, call.maxResponseBytes)
+    return await read(response, call, idle, call.maxResponseBytes, seen)
   } catch (error) {
     response?.body.destroy()
     throw mapError(error, controller.signal, call.signal)
@@ -118,7 +166,7 @@ async function attempt (call: StreamCall, url: string, messages: ChatMessage[], 
   }
 }
 
-async function read (response: Dispatcher.ResponseData, call: { onDelta?: ((text: string) => void) | undefined }, idle: () => void, maxBytes: number): Promise<Streamed> {
+async function read (response: Dispatcher.ResponseData, call: { onDelta?: ((text: string) => void) | undefined }, idle: () => void, maxBytes: number, seen: { tokens: boolean }): Promise<Streamed> {
   let content = ''
   let finishReason: string | undefined
   let usage: TokenUsage | undefined
@@ -143,6 +191,7 @@ async function read (response: Dispatcher.ResponseData, call: { onDelta?: ((text
         const text = choice.delta?.content
         if (text != null && text !== '') {
           started = true
+          seen.tokens = true
           content += text
           call.onDelta?.(text)
         }

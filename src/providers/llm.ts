@@ -1,5 +1,6 @@
 import { z } from 'zod'
-import type { UpstreamTarget } from '../config.ts'
+import type { LlmTarget } from '../upstreams.ts'
+import type { ServiceError } from '../errors.ts'
 import type { CallContext } from './http.ts'
 
 export interface ChatMessage {
@@ -14,7 +15,11 @@ export interface TokenUsage {
 }
 
 export interface LlmCall extends CallContext {
-  target: UpstreamTarget
+  target: LlmTarget
+  /** Where the call goes if `target` fails it before any token (fallsBack in llm-stream.ts). */
+  fallback?: LlmTarget | undefined
+  /** Called as the call moves to the fallback, with what the primary did. */
+  onFallback?: ((to: LlmTarget, error: ServiceError) => void) | undefined
   maxResponseBytes: number
   /** Used when the target has no API key: Vertex AI takes the service account's token. */
   token?: (() => Promise<string>) | undefined

@@ -45,6 +45,7 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
     const generate = (events?: PostEvents): Promise<Post> => generatePost(request.body, {
       dispatcher: app.upstream,
       guard: app.guard,
+      hedger: app.hedger,
       upstreams: options.upstreams,
       keywordsMax: options.keywordsMax,
       maxResponseBytes: options.maxResponseBytes,

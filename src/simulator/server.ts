@@ -40,6 +40,8 @@ const ROUTES: Record<string, Endpoint> = {
   '/v1/documents:analyzeSentiment': 'sentiment',
   '/v1/documents:analyzeEntities': 'entities'
 }
+// Vertex AI's OpenAI-compatible Chat Completions, as a fallback LLM is configured on Google Cloud.
+const VERTEX_CHAT = /^\/v1\/projects\/[^/]+\/locations\/[^/]+\/endpoints\/openapi\/chat\/completions$/
 const MAX_CALL_RECORDS = 1_000
 const MAX_OBJECTS = 100
 const METADATA_TOKEN_PATH = '/computeMetadata/v1/instance/service-accounts/default/token'
@@ -86,7 +88,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     if (req.method === 'POST' && pathname.startsWith('/upload/storage/v1/b/')) return upload(req, res)
     const object = req.method === 'GET' ? objects.get(decodeURIComponent(pathname.slice(1))) : undefined
     if (object !== undefined) return sendBytes(res, object.data, object.contentType)
-    const endpoint = req.method === 'POST' ? ROUTES[pathname] : undefined
+    const endpoint = req.method === 'POST' ? ROUTES[pathname] ?? (VERTEX_CHAT.test(pathname) ? 'llm' : undefined) : undefined
     if (endpoint === undefined) return send(res, 404, { error: { message: `no route for ${req.method} ${pathname}` } })
 
     countApiSocket(req.socket)

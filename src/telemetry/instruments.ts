@@ -28,6 +28,11 @@ export const upstreamAttempts = meter.createCounter('content_engine.upstream.att
   valueType: ValueType.INT
 })
 
+export const hedges = meter.createCounter('content_engine.upstream.hedges', {
+  description: 'Hedged Natural Language calls, by outcome: sent (a second copy went out), won (the second copy answered first), over_budget (one was due but the budget was spent).',
+  valueType: ValueType.INT
+})
+
 export const breakerTransitions = meter.createCounter('content_engine.upstream.breaker.transitions', {
   description: 'Circuit breaker state changes per upstream kind, by the state entered (open, half_open, closed).',
   valueType: ValueType.INT

@@ -9,7 +9,7 @@ import { realPace } from '../../src/simulator/stream.ts'
 import { mockUpstream, UPSTREAM_ORIGIN } from '../helper.ts'
 import { Agent } from 'undici'
 
-const target = { baseUrl: `${UPSTREAM_ORIGIN}/v1/`, apiKey: 'sk-test', model: 'gpt-test' }
+const target = { baseUrl: `${UPSTREAM_ORIGIN}/v1/`, apiKey: 'sk-test', model: 'gpt-test', provider: 'openai' }
 const messages = [{ role: 'user' as const, content: 'hello' }]
 const timeouts = { firstTokenMs: 1_000, idleMs: 1_000 }
 const sse = (...events: unknown[]) => events.map((event) => `data: ${typeof event === 'string' ? event : JSON.stringify(event)}\n\n`).join('')
@@ -75,7 +75,7 @@ test('two timers instead of one body timeout: a section that keeps writing runs 
   t.after(() => simulator.close())
   const dispatcher = new Agent()
   t.after(() => dispatcher.close())
-  const sim = { baseUrl: `${simulator.origin}/v1`, apiKey: 'k', model: 'm' }
+  const sim = { baseUrl: `${simulator.origin}/v1`, apiKey: 'k', model: 'm', provider: 'simulator' }
   const section = [{ role: 'user' as const, content: '<section>{"brief":{"topic":"kites"},"words":30}</section>' }]
   const short = { firstTokenMs: 500, idleMs: 500 }
 

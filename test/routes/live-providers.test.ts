@@ -78,7 +78,8 @@ test('pointed at an independent server that speaks the public wire formats, PROV
   assert.deepEqual(post.sentiment, { score: 0.9, magnitude: 0.9, label: 'positive' })
   assert.deepEqual(post.keywords, [{ text: 'tide pools', salience: 0.9 }])
   assert.match(post.body, /^## What lives there\n\nTide pools are wonderful places to learn\.\n\n## How to visit\n\nTide pools/)
-  assert.deepEqual(post.usage, { promptTokens: 30, completionTokens: 60, totalTokens: 90 }, 'the plan and two sections, from their usage chunks')
+  const totals = { promptTokens: 30, completionTokens: 60, totalTokens: 90 }
+  assert.deepEqual(post.usage, { ...totals, byProvider: { [new URL(providers.origin).host]: totals } }, 'the plan and two sections, from their usage chunks')
   assert.deepEqual(post.warnings, [])
 
   const byPath = (path: string) => providers.seen.filter((call) => call.path === path)

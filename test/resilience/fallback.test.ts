@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test, type TestContext } from 'node:test'
+import { buildApp } from '../../src/app.ts'
+import { loadConfig } from '../../src/config.ts'
+import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/server.ts'
+import { GOOD_BRIEF } from '../helper.ts'
+import { liveEnv } from '../spawn.ts'
+
+// The fallback LLM is a second simulator on its own port, reached at Vertex AI's
+// OpenAI-compatible path, with its own faults: every rule of the chain over real sockets.
+const VERTEX_PATH = '/v1/projects/demo/locations/europe-west1/endpoints/openapi'
+
+async function chain (t: TestContext, options: { primary?: SimulatorOptions, fallback?: SimulatorOptions, env?: Record<string, string> } = {}) {
+  const primary = await startSimulator(options.primary)
+  const fallback = await startSimulator(options.fallback)
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    ...liveEnv(primary.origin),
+    LLM_FALLBACK_BASE_URL: `${fallback.origin}${VERTEX_PATH}`,
+    LLM_FALLBACK_MODEL: 'google/gemini-2.5-flash',
+    LLM_FALLBACK_API_KEY: 'fallback-key',
+    UPSTREAM_BACKOFF_BASE_MS: '5',
+    ...options.env
+  })
+  const app = await buildApp({ config, upstreams: config.upstreams! })
+  await app.ready()
+  t.after(async () => {
+    await app.close()
+    await primary.close()
+    await fallback.close()
+  })
+  const generate = async () => {
+    const response = await app.inject({ method: 'POST', url: '/generate', payload: GOOD_BRIEF })
+    return { status: response.statusCode, body: response.json() }
+  }
+  return { app, primary, fallback, generate, names: { primary: config.upstreams!.llm.provider, fallback: config.upstreams!.llmFallback!.provider } }
+}
+
+const llmCalls = (simulator: Simulator) => simulator.calls.filter((call) => call.endpoint === 'llm')
+// GOOD_BRIEF asks for the default length, medium: a plan and four sections.
+const GOOD_SECTIONS = 4
+
+test('the primary LLM in a 503 storm: every post is 200, written by the fallback, with fallback_used and its usage', async (t) => {
+  const { primary, fallback, generate, names, app } = await chain(t, { primary: { faults: { llm: { status: 503 } } } })
+
+  const statuses: number[] = []
+  let last: Record<string, any> = {}
+  for (let i = 0; i < 30; i++) {
+    const { status, body } = await generate()
+    statuses.push(status)
+    last = body
+  }
+  assert.deepEqual([...new Set(statuses)], [200])
+  assert.deepEqual(last.warnings.filter((w: { code: string }) => w.code === 'fallback_used').map((w: { step: string, provider: string }) => [w.step, w.provider]),
+    [['plan', names.fallback], ['sections', names.fallback]])
+  assert.deepEqual(Object.keys(last.usage.byProvider), [names.fallback], 'every token came from the fallback')
+  assert.equal(last.usage.byProvider[names.fallback].totalTokens, last.usage.totalTokens)
+
+  // The fallback was called at Vertex's path, with its own model and key.
+  const sent = llmCalls(fallback).at(-1)!
+  assert.equal(sent.headers.authorization, 'Bearer fallback-key')
+  assert.equal((fallback.lastBodies.section as { model: string }).model, 'google/gemini-2.5-flash')
+  // Each provider has its own breaker: the primary's opened, and later posts skipped it at once.
+  assert.equal(app.guard.stats().upstreams.llm!.state, 'open')
+  assert.equal(app.guard.stats().upstreams['llm.fallback']!.state, 'closed')
+  assert.ok(llmCalls(primary).length < 30, `the open breaker kept calls off the primary: ${llmCalls(primary).length} calls for 30 posts`)
+})
+
+test('the primary answers 400, 401, 403, 404 or 422: the caller gets the error, and the fallback is never called', async (t) => {
+  for (const status of [400, 401, 403, 404, 422]) {
+    const { fallback, generate } = await chain(t, { primary: { faults: { llm: { status } } } })
+    const { status: answered, body } = await generate()
+    assert.equal(answered, 502, `primary ${status}`)
+    assert.equal(body.error.code, 'upstream_error')
+    assert.equal(llmCalls(fallback).length, 0, `primary ${status}: a broken deployment is surfaced, not hidden`)
+  }
+})
+
+test('a section cut off mid-stream after its first tokens is an error, never a fallback', async (t) => {
+  const { fallback, generate } = await chain(t, { primary: { faults: { llm: { cut: true, kind: 'section' } } } })
+  const { status, body } = await generate()
+  assert.equal(status, 502)
+  assert.equal(body.error.code, 'upstream_unavailable')
+  assert.equal(llmCalls(fallback).length, 0)
+})
+
+test('no first token within the first-token timeout: the call moves to the fallback', async (t) => {
+  const { fallback, generate } = await chain(t, {
+    primary: { faults: { llm: { delayMs: 2_000, kind: 'plan' } } },
+    env: { LLM_FIRST_TOKEN_TIMEOUT_MS: '150', UPSTREAM_MAX_ATTEMPTS: '1' }
+  })
+  const { status, body } = await generate()
+  assert.equal(status, 200)
+  assert.deepEqual(body.warnings.map((w: { code: string, step: string }) => `${w.step} ${w.code}`), ['plan fallback_used'])
+  assert.deepEqual(llmCalls(fallback).map((call) => call.kind), ['plan'])
+})
+
+test('both providers down: 502 upstream_error, as without a fallback', async (t) => {
+  const { primary, fallback, generate } = await chain(t, { primary: { faults: { llm: { status: 503 } } }, fallback: { faults: { llm: { status: 500 } } } })
+  const { status, body } = await generate()
+  assert.equal(status, 502)
+  assert.equal(body.error.code, 'upstream_error')
+  assert.ok(llmCalls(primary).length > 0 && llmCalls(fallback).length > 0)
+})
+
+test('per request, not per instance: after one call moved to the fallback, the next one tries the primary', async (t) => {
+  // Three failures: the plan's three attempts on the primary, fewer than open its breaker.
+  const { primary, generate, names } = await chain(t, { primary: { faults: { llm: { status: 503, times: 3 } } } })
+  const first = await generate()
+  assert.equal(first.status, 200)
+  assert.deepEqual(first.body.warnings.map((w: { step: string, code: string }) => `${w.step} ${w.code}`), ['plan fallback_used'], 'the sections, a moment later, went to the primary')
+  assert.deepEqual(Object.keys(first.body.usage.byProvider).sort(), [names.primary, names.fallback].sort())
+  const primaryBefore = llmCalls(primary).length
+  const second = await generate()
+  assert.deepEqual(second.body.warnings, [])
+  assert.deepEqual(Object.keys(second.body.usage.byProvider), [names.primary])
+  assert.equal(llmCalls(primary).length, primaryBefore + 1 + GOOD_SECTIONS)
+})
+
+test('while the primary\'s breaker is open every call goes straight to the fallback; once it closes, back to the primary', async (t) => {
+  const { primary, fallback, generate, app } = await chain(t, {
+    primary: { faults: { llm: { status: 503, times: 3 } } },
+    env: { BREAKER_CONSECUTIVE_FAILURES: '3', BREAKER_OPEN_MS: '200' }
+  })
+  const first = await generate()
+  assert.equal(first.status, 200)
+  assert.equal(app.guard.stats().upstreams.llm!.state, 'open', 'three failures in a row opened the primary\'s breaker')
+  const primaryBefore = llmCalls(primary).length
+  const during = await generate()
+  assert.deepEqual(during.body.warnings.map((w: { step: string }) => w.step), ['plan', 'sections'])
+  assert.equal(llmCalls(primary).length, primaryBefore, 'no call reached the primary while its breaker was open')
+
+  await sleep(250)
+  const fallbackBefore = llmCalls(fallback).length
+  // Half-open: the next posts' calls are the probes, and a majority of ten successes closes it.
+  for (let i = 0; i < 2; i++) {
+    const after = await generate()
+    assert.equal(after.status, 200)
+    assert.deepEqual(after.body.warnings, [])
+  }
+  assert.equal(llmCalls(fallback).length, fallbackBefore)
+  assert.equal(app.guard.stats().upstreams.llm!.state, 'closed')
+})

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test, type TestContext } from 'node:test'
+import { Agent } from 'undici'
+import { loadConfig } from '../../src/config.ts'
+import { analyzeSentiment } from '../../src/providers/language.ts'
+import { createGuard } from '../../src/resilience/guard.ts'
+import { createHedger } from '../../src/resilience/hedge.ts'
+import { startSimulator } from '../../src/simulator/server.ts'
+
+// The defaults a running service has: three attempts, budgets and breakers as configured.
+const GUARD = loadConfig({ LOG_LEVEL: 'silent', UPSTREAM_BACKOFF_BASE_MS: '5' }).guard
+const document = { content: 'Connection pooling keeps latency low and memory flat.', language: 'en' }
+
+// Natural Language over real sockets: the simulator, one pool, the guard and a hedger, as a request uses them.
+async function language (t: TestContext, ratio = 0.05) {
+  const simulator = await startSimulator({ latency: { sentiment: { fixedMs: 5, jitterMs: 5 } } })
+  const dispatcher = new Agent({ connections: 256 })
+  const hedger = createHedger({ ratio })
+  t.after(async () => {
+    await dispatcher.close()
+    await simulator.close()
+  })
+  const call = { dispatcher, guard: createGuard(GUARD), hedger, maxResponseBytes: 1e6, target: { baseUrl: simulator.origin, apiKey: 'k' } }
+  const analyze = async () => {
+    const started = performance.now()
+    await analyzeSentiment(call, document)
+    return performance.now() - started
+  }
+  const sentimentCalls = () => simulator.stats().requests.sentiment
+  return { simulator, hedger, analyze, sentimentCalls }
+}
+
+async function inBatches (count: number, concurrency: number, run: () => Promise<number>) {
+  const times: number[] = []
+  for (let done = 0; done < count; done += concurrency) {
+    times.push(...await Promise.all(Array.from({ length: Math.min(concurrency, count - done) }, run)))
+  }
+  return times
+}
+
+const p = (values: number[], q: number) => values.toSorted((a, b) => a - b)[Math.ceil(values.length * q) - 1]!
+
+test('a Natural Language call slower than its p95 gets a second copy; the first answer wins and the loser is aborted', async (t) => {
+  const { simulator, hedger, analyze, sentimentCalls } = await language(t)
+  await inBatches(100, 10, analyze)
+  const { p95Ms } = hedger.stats().analyzeSentiment!
+  assert.ok(p95Ms !== undefined && p95Ms < 100, `p95 ${p95Ms} ms`)
+
+  simulator.setFault('sentiment', { delayMs: 3_000, times: 1 })
+  const before = sentimentCalls()
+  const ms = await analyze()
+  assert.ok(ms < p95Ms + 200, `answered in ${ms.toFixed(0)} ms, not the slow copy's 3 s (p95 ${p95Ms.toFixed(0)} ms)`)
+  assert.equal(sentimentCalls() - before, 2, 'the call and its hedge')
+  // The slow copy was aborted: nothing is left running at the simulator.
+  for (let i = 0; i < 10 && simulator.stats().inFlight > 0; i++) await sleep(10)
+  assert.equal(simulator.stats().inFlight, 0)
+})
+
+// With 5 % of calls slow, a 5 % budget (the default) runs dry: it hedges about three in four of them
+// and p99 stays at 3 s (docs/measured.md). A budget above the fault rate hedges them all.
+test('5 % of Natural Language calls slowed to 3 s, with a 10 % hedge budget: p99 stays within p95 + the hedge delay + 100 ms', async (t) => {
+  const { simulator, hedger, analyze } = await language(t, 0.1)
+  await inBatches(100, 10, analyze)
+  simulator.setChaos({ rate: 0.05, kinds: ['slow'], slowMs: 3_000 })
+  const times = await inBatches(1_000, 50, analyze)
+  const { p95Ms } = hedger.stats().analyzeSentiment!
+  const p99 = p(times, 0.99)
+  t.diagnostic(`p50 ${p(times, 0.5).toFixed(1)} ms, p95 ${p(times, 0.95).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, hedge delay (observed p95) ${p95Ms!.toFixed(1)} ms, slowed ${simulator.stats().chaosFaults}`)
+  assert.ok(p99 <= p(times, 0.95) + p95Ms! + 100, `p99 ${p99.toFixed(0)} ms`)
+})
+
+test('hedges stay within the budget: at most 5 % extra calls over 1,000 healthy ones, and none when hedging is off', async (t) => {
+  for (const ratio of [0.05, 0]) {
+    const { analyze, sentimentCalls } = await language(t, ratio)
+    await inBatches(1_000, 20, analyze)
+    const extra = sentimentCalls() - 1_000
+    t.diagnostic(`ratio ${ratio}: ${extra} hedged calls for 1,000`)
+    assert.ok(extra <= 1_000 * ratio, `${extra} extra calls`)
+    if (ratio > 0) assert.ok(extra > 0, 'a healthy upstream still has a tail worth hedging')
+    if (ratio === 0) assert.equal(extra, 0)
+  }
+})
