@@ -104,11 +104,9 @@ export function createHedger (options: HedgeOptions) {
         }
 
         launch(false)
-        if (delay === undefined || settled) return
+        if (delay === undefined) return
         timer = setTimeout(() => {
           timer = undefined
-          if (settled) return
-          if (running === 0) return
           if (kind.tokens < 1) {
             hedges.add(1, { 'content_engine.upstream.call': name, 'content_engine.hedge.outcome': 'over_budget' })
             return
