@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import sseModule, { type fastifySSE } from '@fastify/sse'
 import Fastify, { LogController } from 'fastify'
+import type { Redis } from 'ioredis'
 import type { Dispatcher } from 'undici'
 import type { Config, Upstreams } from './config.ts'
 import { loggerOptions } from './logger.ts'
@@ -9,8 +10,10 @@ import { createTokenSource } from './providers/google-token.ts'
 import accessLog from './plugins/access-log.ts'
 import auth from './plugins/auth.ts'
 import errorResponses, { clientErrorHandler, frameworkErrors } from './plugins/error-responses.ts'
+import idempotency from './plugins/idempotency.ts'
 import inFlight from './plugins/in-flight.ts'
 import loadShedding from './plugins/load-shedding.ts'
+import redis from './plugins/redis.ts'
 import upstreamGuard from './plugins/upstream-guard.ts'
 import upstreamPool from './plugins/upstream-pool.ts'
 import { zodValidatorCompiler } from './plugins/zod-validation.ts'
@@ -23,6 +26,8 @@ export interface AppOptions {
   upstreams: Upstreams
   /** Replaces the upstream pool (tests pass a MockAgent); the app will not close it. */
   dispatcher?: Dispatcher
+  /** Replaces the Redis client REDIS_URL would make (tests); the app will not close it. */
+  redisClient?: Redis
   /** Human-readable logs (pino-pretty), for a terminal. */
   prettyLogs?: boolean
 }
@@ -39,7 +44,7 @@ function requestId (req: IncomingMessage) {
   return typeof offered === 'string' && REQUEST_ID.test(offered) ? offered : randomUUID()
 }
 
-export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = false }: AppOptions) {
+export async function buildApp ({ config, upstreams, dispatcher, redisClient, prettyLogs = false }: AppOptions) {
   const app = Fastify({
     logger: loggerOptions({ level: config.logLevel, ...config.log, pretty: prettyLogs }),
     bodyLimit: config.bodyLimitBytes,
@@ -63,8 +68,10 @@ export async function buildApp ({ config, upstreams, dispatcher, prettyLogs = fa
   await app.register(upstreamPool, { ...config.pool, dispatcher })
   await app.register(upstreamGuard, config.guard)
   await app.register(loadShedding, config.load)
+  await app.register(redis, { url: config.redis?.url, caFile: config.redis?.caFile, commandTimeoutMs: config.redis?.commandTimeoutMs ?? 500, client: redisClient })
   await app.register(auth, { ...config.auth, perMinute: config.rateLimit.perMinute })
-  await app.register(inFlight, { maxConcurrent: config.load.maxConcurrentRequests, maxPerCaller: config.rateLimit.concurrent })
+  await app.register(inFlight, { maxConcurrent: config.load.maxConcurrentRequests, maxPerCaller: config.rateLimit.concurrent, leaseMs: config.idempotency.leaseMs })
+  await app.register(idempotency, config.idempotency)
   // Our own heartbeat (routes/post-stream.ts) goes out only after silence, not on a fixed clock.
   await app.register(sse, { heartbeatInterval: 0 })
   await app.register(healthRoutes)

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { parseApiKeys } from './auth/api-keys.ts'
-import { commaList, deepFreeze, MS, optionalText, optionalUrl, parseEnv } from './env.ts'
+import { commaList, deepFreeze, duration, MS, optionalText, optionalUrl, parseEnv } from './env.ts'
 import { telemetrySchema } from './telemetry/config.ts'
 import { liveUpstreams, onGoogleCloud, requiredLiveVariables } from './upstreams.ts'
 
@@ -112,6 +112,19 @@ const envSchema = z.object({
   AUTH_JWKS_MAX_STALE_MS: MS.default(24 * 60 * 60_000),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_CONCURRENT: z.coerce.number().int().min(1).default(10),
+  // Shared state (Memorystore for Redis or Valkey). Unset: one instance's memory, for `npm start`
+  // and a single instance. rediss:// for TLS; the AUTH string goes in the URL's password.
+  REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
+  // Memorystore's server CA (PEM file, mounted from Secret Manager); only with rediss://.
+  REDIS_TLS_CA_FILE: optionalText,
+  // A Redis round trip in one region is about a millisecond; a command still waiting after this is
+  // treated as Redis being down (the documented answers in docs/api.md), never as a hung request.
+  REDIS_COMMAND_TIMEOUT_MS: MS.default(500),
+  // How long a completed Idempotency-Key replays its result (published in docs/api.md): Stripe's 24 h.
+  IDEMPOTENCY_TTL: duration.default(24 * 60 * 60_000),
+  // A running request's claims (its Idempotency-Key, its concurrency slot) lapse this long after
+  // their last renewal, renewed every third of it: an instance that dies frees them within a lease.
+  CLAIM_LEASE_MS: MS.min(3_000).default(30_000),
   MAX_EVENT_LOOP_DELAY_MS: MS.default(1_000),
   MAX_HEAP_USED_RATIO: z.coerce.number().min(0.1).max(1).default(0.9),
   // Cloud Logging links a log line to its trace only as projects/PROJECT/traces/TRACE_ID.
@@ -134,6 +147,9 @@ const envSchema = z.object({
   if (env.AUTH_MODE === 'google-id-token') {
     if (env.AUTH_AUDIENCE === undefined) ctx.addIssue({ code: 'custom', path: ['AUTH_AUDIENCE'], message: 'required when AUTH_MODE=google-id-token' })
     if (env.AUTH_ALLOWED_SERVICE_ACCOUNTS?.length === 0) ctx.addIssue({ code: 'custom', path: ['AUTH_ALLOWED_SERVICE_ACCOUNTS'], message: 'required when AUTH_MODE=google-id-token' })
+  }
+  if (env.REDIS_TLS_CA_FILE !== undefined && !env.REDIS_URL?.startsWith('rediss:')) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_TLS_CA_FILE'], message: 'only used with a rediss:// REDIS_URL (TLS)' })
   }
   if (env.PROVIDERS === 'live') {
     if (env.AUTH_MODE === undefined) ctx.addIssue({ code: 'custom', path: ['AUTH_MODE'], message: 'required when PROVIDERS=live: none (behind IAM), api-key or google-id-token' })
@@ -220,6 +236,8 @@ function toConfig (env: Env) {
       jwksMaxStaleMs: env.AUTH_JWKS_MAX_STALE_MS
     },
     rateLimit: { perMinute: env.RATE_LIMIT_PER_MINUTE, concurrent: env.RATE_LIMIT_CONCURRENT },
+    redis: env.REDIS_URL === undefined ? undefined : { url: env.REDIS_URL, caFile: env.REDIS_TLS_CA_FILE, commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS },
+    idempotency: { ttlMs: env.IDEMPOTENCY_TTL, leaseMs: env.CLAIM_LEASE_MS },
     load: {
       maxConcurrentRequests: env.MAX_CONCURRENT_REQUESTS,
       maxEventLoopDelayMs: env.MAX_EVENT_LOOP_DELAY_MS,

@@ -9,6 +9,8 @@ export const catalogue = {
   not_found: { status: 404, message: 'No such route.' },
   method_not_allowed: { status: 405, message: 'This path does not serve this method.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
+  request_in_progress: { status: 409, message: 'A request with this Idempotency-Key is still running; retry after Retry-After, or send Prefer: wait=N to wait for its result.' },
+  idempotency_key_reused: { status: 422, message: 'This Idempotency-Key was already used with a different request; use a new key for a new request.' },
   rate_limited: { status: 429, message: 'Too many requests from this caller; retry later.' },
   unsupported_media_type: { status: 415, message: 'The request body must be application/json.' },
   headers_too_large: { status: 431, message: 'The request headers are too large.' },
@@ -19,6 +21,8 @@ export const catalogue = {
   upstream_response_too_large: { status: 502, message: 'An upstream answer exceeded the size limit.' },
   shutting_down: { status: 503, message: 'This instance is shutting down; retry the request.' },
   overloaded: { status: 503, message: 'The service is at capacity; retry shortly.' },
+  not_ready: { status: 503, message: 'This instance cannot reach Redis yet; it is not ready for traffic.' },
+  idempotency_unavailable: { status: 503, message: 'Idempotency-Keys cannot be checked right now (the shared store is unreachable); retry shortly.' },
   circuit_open: { status: 503, message: 'An upstream is failing; calls to it are paused.' },
   upstream_rate_limited: { status: 503, message: 'An upstream is rate-limiting us; retry later.' },
   upstream_timeout: { status: 504, message: 'An upstream did not answer in time.' }

@@ -9,14 +9,14 @@ const tokens = z.object({ promptTokens: z.number().int().nonnegative(), completi
 
 export const warningSchema = z.object({
   step: z.enum(['plan', 'sections', 'image', 'sentiment', 'keywords']),
-  code: z.enum([...Object.keys(catalogue) as ErrorCode[], 'field_trimmed', 'section_truncated', 'section_trimmed', 'tone_mismatch', 'fallback_used']),
+  code: z.enum([...Object.keys(catalogue) as ErrorCode[], 'field_trimmed', 'section_truncated', 'section_trimmed', 'tone_mismatch', 'fallback_used', 'image_not_retained']),
   message: z.string(),
   provider: z.string().optional().meta({ description: 'fallback_used only: the provider that served the step.' })
 }).meta({
   description: 'Something the post is served without, or with less of: an optional step that failed (its error code), a field ' +
     'trimmed at a word (field_trimmed), a section cut off by the token limit (section_truncated) or far past its length ' +
     '(section_trimmed), a persuasive post whose sentiment is negative (tone_mismatch), or a step the fallback LLM wrote ' +
-    'because the primary failed it (fallback_used).'
+    'because the primary failed it (fallback_used), or a replayed post whose inline image was not kept (image_not_retained).'
 })
 
 export const postSchema = z.object({

@@ -4,6 +4,7 @@ import rateLimit from '@fastify/rate-limit'
 import { callerForKey, type ApiKey } from '../auth/api-keys.ts'
 import { createGoogleIdTokenVerifier } from '../auth/google-id-token.ts'
 import { ServiceError } from '../errors.ts'
+import { sharedRateStore } from '../limits/rate-store.ts'
 import { keySetFetches } from '../telemetry/instruments.ts'
 
 // Google's certificates endpoint says how long to cache with max-age (a few hours); this caps it.
@@ -82,6 +83,8 @@ async function auth (app: FastifyInstance, options: AuthOptions) {
     max: options.perMinute,
     timeWindow: 60_000,
     keyGenerator: (request) => request.caller,
+    // With REDIS_URL the window is counted in Redis, so it holds across every instance.
+    store: sharedRateStore({ redis: () => app.redis, onError: (error) => app.redisFailed('rate_limit', error) }),
     errorResponseBuilder: (request, context) => new ServiceError('rate_limited', {
       message: `Rate limit of ${context.max} requests a minute reached; retry in ${Math.ceil(context.ttl / 1000)} s.`,
       headers: { 'retry-after': String(Math.ceil(context.ttl / 1000)) }
@@ -89,4 +92,4 @@ async function auth (app: FastifyInstance, options: AuthOptions) {
   })
 }
 
-export default fp(auth, { name: 'auth', fastify: '5.x', dependencies: ['upstream-pool'] })
+export default fp(auth, { name: 'auth', fastify: '5.x', dependencies: ['upstream-pool', 'redis'] })

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { ServiceError } from '../errors.ts'
+import { createMemorySlots, createRedisSlots, type CallerSlots, type Release } from '../limits/caller-slots.ts'
 
 /** The reason a request's work is aborted when its caller closes the connection first. */
 export class CallerGone extends Error {
@@ -17,9 +18,16 @@ declare module 'fastify' {
   }
 }
 
-function createInFlight (maxConcurrent: number, maxPerCaller: number) {
+function createInFlight (maxConcurrent: number, maxPerCaller: number, slots: () => CallerSlots) {
   const controllers = new Set<AbortController>()
-  const perCaller = new Map<string, number>()
+  // Work that goes on after its caller left (a request with an Idempotency-Key): its admission and
+  // its deadline are held until it ends, not until the connection closes.
+  const holds = new WeakMap<FastifyReply, Promise<unknown>>()
+  const afterWork = (reply: FastifyReply, then: () => void) => {
+    const work = holds.get(reply)
+    if (work === undefined) then()
+    else work.then(then, then)
+  }
   let admitted = 0
   return {
     get size () { return controllers.size },
@@ -32,19 +40,27 @@ function createInFlight (maxConcurrent: number, maxPerCaller: number) {
         throw new ServiceError('overloaded', { details: { reason: 'concurrency' }, headers: { 'retry-after': '1' } })
       }
       // One authenticated caller cannot take every slot: its own concurrent generations are capped.
-      const caller = request.caller
-      const mine = perCaller.get(caller) ?? 0
-      if (caller !== '' && mine >= maxPerCaller) {
+      // Counted first, so the await below cannot let a burst past the instance's limit.
+      admitted++
+      let release: Release | undefined
+      try {
+        release = request.caller === '' ? () => {} : await slots().acquire(request.caller, maxPerCaller)
+      } finally {
+        if (release === undefined) admitted--
+      }
+      if (release === undefined) {
         throw new ServiceError('rate_limited', { message: `At most ${maxPerCaller} concurrent generations per caller.`, headers: { 'retry-after': '1' } })
       }
-      admitted++
-      perCaller.set(caller, mine + 1)
-      reply.raw.once('close', () => {
+      const done = () => {
         admitted--
-        const left = (perCaller.get(caller) ?? 1) - 1
-        if (left === 0) perCaller.delete(caller)
-        else perCaller.set(caller, left)
-      })
+        release()
+      }
+      if (reply.raw.closed) done()
+      else reply.raw.once('close', () => afterWork(reply, done))
+    },
+    /** Keeps the request's admission and deadline until `work` settles, even if its caller leaves. */
+    hold (reply: FastifyReply, work: Promise<unknown>) {
+      holds.set(reply, work)
     },
     /**
      * A signal that aborts when the caller leaves, when the deadline passes, or at abortAll().
@@ -58,6 +74,13 @@ function createInFlight (maxConcurrent: number, maxPerCaller: number) {
         message: `The request did not finish within its ${deadlineMs} ms deadline.`
       })), deadlineMs)
       const onClose = () => {
+        if (holds.has(reply)) {
+          afterWork(reply, () => {
+            clearTimeout(timer)
+            controllers.delete(controller)
+          })
+          return
+        }
         clearTimeout(timer)
         controllers.delete(controller)
         if (!reply.raw.writableFinished) controller.abort(new CallerGone())
@@ -74,8 +97,14 @@ function createInFlight (maxConcurrent: number, maxPerCaller: number) {
   }
 }
 
-async function inFlight (app: FastifyInstance, options: { maxConcurrent: number, maxPerCaller: number }) {
-  app.decorate('inFlight', createInFlight(options.maxConcurrent, options.maxPerCaller))
+async function inFlight (app: FastifyInstance, options: { maxConcurrent: number, maxPerCaller: number, leaseMs: number }) {
+  const local = createMemorySlots()
+  let slots = local
+  // With REDIS_URL a caller's concurrency is counted across instances (limits/caller-slots.ts).
+  app.addHook('onReady', async () => {
+    if (app.redis !== undefined) slots = createRedisSlots({ redis: app.redis, leaseMs: options.leaseMs, local, onError: (error) => app.redisFailed('concurrency', error) })
+  })
+  app.decorate('inFlight', createInFlight(options.maxConcurrent, options.maxPerCaller, () => slots))
   let closing = false
   // Our own 503 instead of Fastify's return503OnClosing, whose body is not the documented shape.
   app.addHook('preClose', async () => { closing = true })
@@ -90,4 +119,4 @@ async function inFlight (app: FastifyInstance, options: { maxConcurrent: number,
   })
 }
 
-export default fp(inFlight, { name: 'in-flight', fastify: '5.x' })
+export default fp(inFlight, { name: 'in-flight', fastify: '5.x', dependencies: ['redis'] })

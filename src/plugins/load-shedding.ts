@@ -11,7 +11,7 @@ export interface LoadSheddingOptions {
 
 /**
  * Refuses new work, fast and in the documented shape, when the event loop lags or the heap nears
- * its limit (@fastify/under-pressure samples both). /healthz is never refused: a busy instance is
+ * its limit (@fastify/under-pressure samples both). /healthz and /readyz are never refused: a busy instance is
  * not a dead one, and failing its liveness probe would only get it restarted mid-work.
  */
 async function loadShedding (app: FastifyInstance, options: LoadSheddingOptions) {
@@ -19,7 +19,7 @@ async function loadShedding (app: FastifyInstance, options: LoadSheddingOptions)
     maxEventLoopDelay: options.maxEventLoopDelayMs,
     maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * options.maxHeapUsedRatio),
     pressureHandler: async (request, reply, type) => {
-      if (request.url === '/healthz') return
+      if (request.url === '/healthz' || request.url === '/readyz') return
       throw new ServiceError('overloaded', { details: { reason: type }, headers: { 'retry-after': '1' } })
     }
   })

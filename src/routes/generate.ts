@@ -6,7 +6,7 @@ import type { StreamTimeouts } from '../providers/llm-stream.ts'
 import { briefSchema } from '../generation/brief.ts'
 import { randomUUID } from 'node:crypto'
 import { generatePost, type PostEvents } from '../generation/pipeline.ts'
-import { streamPost, type StreamOptions } from './post-stream.ts'
+import { replayStream, streamPost, type StreamOptions } from './post-stream.ts'
 import type { TokenSource } from '../providers/google-token.ts'
 import type { ZodTypeProvider } from '../plugins/zod-validation.ts'
 import type { Post } from '../contract/schemas.ts'
@@ -40,9 +40,17 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
     // (fastify/fastify#4690, checked in test/plugins/in-flight.test.ts).
   }, async (request, reply) => {
     const deadlineMs = Math.min(options.requestTimeoutMs, request.headers['x-request-timeout-ms'] ?? Infinity)
+    const deadlineAt = Date.now() + deadlineMs
+    // Idempotency-Key (docs/api.md): 400, 422 or 409 before any work, or a stored answer replayed.
+    const admission = await app.idempotency.begin(request, reply.sse === undefined ? 'json' : 'sse', deadlineAt)
+    if (admission?.kind === 'replay') {
+      reply.header('idempotent-replayed', 'true')
+      if (reply.sse !== undefined) return await replayStream(request, reply, admission.outcome)
+      return reply.code(admission.outcome.status).type('application/json; charset=utf-8').send(admission.outcome.body)
+    }
     const signal = app.inFlight.start(reply, deadlineMs)
     const id = randomUUID()
-    const generate = (events?: PostEvents): Promise<Post> => generatePost(request.body, {
+    const run = (events?: PostEvents): Promise<Post> => generatePost(request.body, {
       dispatcher: app.upstream,
       guard: app.guard,
       hedger: app.hedger,
@@ -52,12 +60,28 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
       token: options.token,
       signal,
       logPrompt: options.logPrompts ? (messages) => request.log.info({ prompt: messages }, 'LLM prompt (LOG_PROMPTS)') : undefined,
-      deadlineAt: Date.now() + deadlineMs,
+      deadlineAt,
       stepTimeoutsMs: options.stepTimeoutsMs,
       stream: options.stream,
       id,
       events
     })
+    const ticket = admission?.ticket
+    // A keyed request runs to the end even if its caller leaves: the caller will retry with the
+    // same key, and that retry should find the post (409 until then), not pay for it again.
+    const generate = ticket === undefined
+      ? run
+      : (events?: PostEvents) => {
+          const work = run(events).then(async (post) => {
+            await ticket.finish(post)
+            return post
+          }, async (error: unknown) => {
+            await ticket.abandon()
+            throw error
+          })
+          app.inFlight.hold(reply, work)
+          return work
+        }
     if (reply.sse !== undefined) return await streamPost(request, reply, options.sse, id, generate)
     // Typed by the schema the contract publishes: a field the pipeline drops or renames fails tsc.
     const post: Post = await generate()

@@ -113,6 +113,16 @@ export async function streamPost (request: FastifyRequest, reply: FastifyReply, 
   if (ending === 'client_gone') logCallerGone(request, reply)
 }
 
+/** A stored answer to an Idempotency-Key, as the stream it came from would end: accepted, then result. */
+export async function replayStream (request: FastifyRequest, reply: FastifyReply, outcome: { status: number, body: string }) {
+  const post = JSON.parse(outcome.body) as { id: string }
+  reply.header('server-timing', `app;dur=${reply.elapsedTime.toFixed(1)}`)
+  await reply.sse.send({ id: '0', event: 'accepted', data: JSON.stringify({ id: post.id, requestId: request.id }) })
+  await reply.sse.send({ id: '1', event: 'result', data: outcome.body })
+  reply.streamEnding = 'result'
+  streamsEnded.add(1, { 'content_engine.stream.ending': 'result' })
+}
+
 /** The documented error shape, and the status the JSON answer would have had. */
 function errorEvent (error: unknown, requestId: string): ErrorBody & { status: number } {
   if (isServiceError(error)) {

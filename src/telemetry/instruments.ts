@@ -55,6 +55,16 @@ export const streamsEnded = meter.createCounter('content_engine.streams', {
   valueType: ValueType.INT
 })
 
+export const redisErrors = meter.createCounter('content_engine.redis.errors', {
+  description: 'Redis commands that failed or timed out, by operation (idempotency, rate_limit, concurrency, readiness); each was answered by its documented fallback.',
+  valueType: ValueType.INT
+})
+
+export const idempotencyOutcomes = meter.createCounter('content_engine.idempotency.requests', {
+  description: 'Requests with an Idempotency-Key, by outcome: claimed, replayed, conflict (409, still running), mismatch (422), stored, released (failed, key freed), unavailable (503, store down), lost (the lease passed to another request).',
+  valueType: ValueType.INT
+})
+
 // gen_ai.* follow the GenAI semantic conventions.
 export const genAiDuration = meter.createHistogram('gen_ai.client.operation.duration', {
   description: 'GenAI operation duration.',

@@ -6,6 +6,7 @@ import Fastify from 'fastify'
 import { request } from 'undici'
 import errorResponses from '../../src/plugins/error-responses.ts'
 import inFlight from '../../src/plugins/in-flight.ts'
+import redis from '../../src/plugins/redis.ts'
 
 // Why plugins/in-flight.ts listens on the reply's close and not on request.signal. If Fastify
 // changes this, the test fails, and request.signal can replace our own controller.
@@ -27,7 +28,8 @@ test('a caller that left after sending its body but before the handler started g
   const app = Fastify({ logger: false })
   t.after(() => app.close())
   await app.register(errorResponses)
-  await app.register(inFlight, { maxConcurrent: 10, maxPerCaller: 10 })
+  await app.register(redis, { url: undefined, caFile: undefined, commandTimeoutMs: 500 })
+  await app.register(inFlight, { maxConcurrent: 10, maxPerCaller: 10, leaseMs: 30_000 })
   let resolveAborted: (value: boolean) => void
   const aborted = new Promise<boolean>((resolve) => { resolveAborted = resolve })
   app.post('/late', {
