@@ -11,5 +11,11 @@ export default [
       'content-engine/one-http-client': 'error',
       'content-engine/consume-response-body': 'error'
     }
+  },
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/plugins/redis.ts'],
+    plugins: { 'content-engine': contentEngine },
+    rules: { 'content-engine/one-redis-client': 'error' }
   }
 ]

@@ -10,16 +10,18 @@ const CONSUMERS = new Set(['text', 'json', 'dump', 'arrayBuffer', 'blob', 'bytes
 
 type Node = ESTree.Node & Rule.NodeParentExtension
 
-/** Maps local names bound by `import ... from 'undici'` to the undici export they stand for. */
-function undiciBindings (program: ESTree.Program) {
+/** Maps local names bound by `import ... from` one of `sources` to the export they stand for. */
+function importBindings (program: ESTree.Program, sources: readonly string[]) {
   const named = new Map<string, string>()
   const namespaces = new Set<string>()
   for (const statement of program.body) {
-    if (statement.type !== 'ImportDeclaration' || statement.source.value !== 'undici') continue
+    if (statement.type !== 'ImportDeclaration' || !sources.includes(String(statement.source.value))) continue
     for (const specifier of statement.specifiers) {
       if (specifier.type === 'ImportSpecifier') {
         const imported = specifier.imported.type === 'Identifier' ? specifier.imported.name : String(specifier.imported.value)
         named.set(specifier.local.name, imported)
+      } else if (specifier.type === 'ImportDefaultSpecifier') {
+        named.set(specifier.local.name, 'default')
       } else {
         namespaces.add(specifier.local.name)
       }
@@ -55,9 +57,9 @@ export const oneHttpClient: Rule.RuleModule = {
     }
   },
   create (context) {
-    let undici: ReturnType<typeof undiciBindings> = () => undefined
+    let undici: ReturnType<typeof importBindings> = () => undefined
     return {
-      Program (program) { undici = undiciBindings(program) },
+      Program (program) { undici = importBindings(program, ['undici']) },
       NewExpression (node) {
         const name = undici(node.callee)
         if (name !== undefined && CLIENT_CLASSES.has(name)) context.report({ node, messageId: 'newClient', data: { name } })
@@ -78,6 +80,32 @@ export const oneHttpClient: Rule.RuleModule = {
           (callee.type === 'MemberExpression' && callee.object.type === 'Identifier' && ['globalThis', 'global', 'window', 'self'].includes(callee.object.name) &&
             callee.property.type === 'Identifier' && callee.property.name === 'fetch')
         if (globalFetch) context.report({ node, messageId: 'globalFetch' })
+      }
+    }
+  }
+}
+
+// Redis clients: ioredis (and its fork iovalkey) construct them with `new`, node-redis with createClient.
+const REDIS_MODULES = ['ioredis', 'iovalkey', 'redis', '@redis/client']
+const REDIS_FACTORIES = new Set(['createClient', 'createCluster', 'createSentinel'])
+
+export const oneRedisClient: Rule.RuleModule = {
+  meta: {
+    type: 'problem',
+    docs: { description: 'Redis is reached through the one client the redis plugin makes (app.redis).' },
+    schema: [],
+    messages: { newClient: 'Do not make a Redis client here: use app.redis, the one client the redis plugin makes in onReady and closes in onClose.' }
+  },
+  create (context) {
+    let redis: ReturnType<typeof importBindings> = () => undefined
+    return {
+      Program (program) { redis = importBindings(program, REDIS_MODULES) },
+      NewExpression (node) {
+        if (redis(node.callee) !== undefined) context.report({ node, messageId: 'newClient' })
+      },
+      CallExpression (node) {
+        const name = redis(node.callee)
+        if (name !== undefined && REDIS_FACTORIES.has(name)) context.report({ node, messageId: 'newClient' })
       }
     }
   }
@@ -163,5 +191,5 @@ function findVariable (scope: Scope.Scope, name: string) {
 
 export default {
   meta: { name: 'content-engine' },
-  rules: { 'one-http-client': oneHttpClient, 'consume-response-body': consumeResponseBody }
+  rules: { 'one-http-client': oneHttpClient, 'one-redis-client': oneRedisClient, 'consume-response-body': consumeResponseBody }
 }

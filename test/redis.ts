@@ -8,12 +8,30 @@ import { freePort } from './spawn.ts'
  * PID when the test ends. .ci/run installs Debian's redis-server. When it cannot start, this throws:
  * a test that needs Redis fails, it never skips.
  */
-export async function startRedis (t: TestContext) {
+export async function startRedis (t: TestContext, options: LaunchOptions = {}) {
+  const redis = await launchRedis(options)
+  t.after(redis.stop)
+  return redis
+}
+
+export interface LaunchOptions {
+  /** Serve TLS only, with this certificate, key and CA (PEM files). */
+  tls?: { cert: string, key: string, ca: string }
+  /** An AUTH password (requirepass). */
+  password?: string
+}
+
+/** The same, for scripts without a test context (the benches): the caller stops it. */
+export async function launchRedis (options: LaunchOptions = {}) {
   const port = await freePort()
+  const listen = options.tls === undefined
+    ? ['--port', String(port)]
+    : ['--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.cert, '--tls-key-file', options.tls.key, '--tls-ca-cert-file', options.tls.ca, '--tls-auth-clients', 'no']
+  const auth = options.password === undefined ? [] : ['--requirepass', options.password]
   let child: ChildProcess | undefined
 
   async function start () {
-    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const server = spawn('redis-server', [...listen, ...auth, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
     child = server
     let output = ''
     server.stdout!.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
@@ -39,7 +57,8 @@ export async function startRedis (t: TestContext) {
     await exited
   }
 
-  t.after(stop)
   await start()
-  return { url: `redis://127.0.0.1:${port}`, port, start, stop, pid: () => child?.pid }
+  const scheme = options.tls === undefined ? 'redis' : 'rediss'
+  const credentials = options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`
+  return { url: `${scheme}://${credentials}127.0.0.1:${port}`, port, start, stop, pid: () => child?.pid }
 }

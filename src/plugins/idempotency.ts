@@ -70,7 +70,6 @@ async function idempotency (app: FastifyInstance, options: IdempotencyOptions) {
     const record = recordKey(request.caller, 'POST /generate', key)
     const print = fingerprint(request.body, mode)
     const waitUntil = Math.min(Date.now() + preferredWaitMs(request.headers.prefer), deadlineAt - 1_000)
-    const log = request.log.child({ idempotencyRecord: record })
 
     for (;;) {
       let claim
@@ -82,21 +81,21 @@ async function idempotency (app: FastifyInstance, options: IdempotencyOptions) {
       // A different request under the same key is refused first, running or not (422 before 409).
       if (claim.state !== 'claimed' && claim.fingerprint !== print) {
         idempotencyOutcomes.add(1, { 'content_engine.idempotency.outcome': 'mismatch' })
-        log.info('Idempotency-Key reused with a different request: 422')
+        request.log.info({ idempotencyRecord: record }, 'Idempotency-Key reused with a different request: 422')
         throw new ServiceError('idempotency_key_reused')
       }
       if (claim.state === 'done') {
         idempotencyOutcomes.add(1, { 'content_engine.idempotency.outcome': 'replayed' })
-        log.info('Idempotency-Key replayed: no upstream call')
+        request.log.info({ idempotencyRecord: record }, 'Idempotency-Key replayed: no upstream call')
         return { kind: 'replay', outcome: claim.outcome }
       }
       if (claim.state === 'claimed') {
         idempotencyOutcomes.add(1, { 'content_engine.idempotency.outcome': 'claimed' })
-        return { kind: 'run', ticket: hold(record, claim.token, log) }
+        return { kind: 'run', ticket: hold(record, claim.token, request.log) }
       }
       if (Date.now() + POLL_MS > waitUntil) {
         idempotencyOutcomes.add(1, { 'content_engine.idempotency.outcome': 'conflict' })
-        log.info('Idempotency-Key still running elsewhere: 409')
+        request.log.info({ idempotencyRecord: record }, 'Idempotency-Key still running elsewhere: 409')
         throw new ServiceError('request_in_progress', { headers: { 'retry-after': String(RETRY_AFTER_S) } })
       }
       await sleep(POLL_MS)
@@ -110,7 +109,7 @@ async function idempotency (app: FastifyInstance, options: IdempotencyOptions) {
         if (held || lost) return
         lost = true
         idempotencyOutcomes.add(1, { 'content_engine.idempotency.outcome': 'lost' })
-        log.warn('the Idempotency-Key lease lapsed and passed on; this result will not be stored')
+        log.warn({ idempotencyRecord: record }, 'the Idempotency-Key lease lapsed and passed on; this result will not be stored')
       }, (error) => app.redisFailed('idempotency', error))
     }, Math.floor(options.leaseMs / 3))
     return {
@@ -119,7 +118,7 @@ async function idempotency (app: FastifyInstance, options: IdempotencyOptions) {
         try {
           const stored = await store!.complete(record, token, { status: 200, body: JSON.stringify(retainable(post)) }, options.ttlMs)
           idempotencyOutcomes.add(1, { 'content_engine.idempotency.outcome': stored ? 'stored' : 'lost' })
-          if (!stored) log.warn('the Idempotency-Key lease had lapsed; the post was served but not stored')
+          if (!stored) log.warn({ idempotencyRecord: record }, 'the Idempotency-Key lease had lapsed; the post was served but not stored')
         } catch (error) {
           // The post is still served; the key frees itself when the lease lapses.
           app.redisFailed('idempotency', error)

@@ -13,3 +13,10 @@ test('the project config guards src/ with the rule, and exempts only the upstrea
   assert.deepEqual(await ruleIds('src/providers/new-provider.ts'), ['content-engine/one-http-client'])
   assert.deepEqual(await ruleIds('src/plugins/upstream-pool.ts'), [])
 })
+
+test('the project config allows a Redis client only in the redis plugin', async () => {
+  const code = "import { Redis } from 'ioredis'\nexport const redis = new Redis()\n"
+  const ids = async (filePath: string) => ((await new ESLint().lintText(code, { filePath }))[0]?.messages ?? []).map((message) => message.ruleId)
+  assert.deepEqual(await ids('src/idempotency/store.ts'), ['content-engine/one-redis-client'])
+  assert.deepEqual(await ids('src/plugins/redis.ts'), [])
+})

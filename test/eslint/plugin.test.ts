@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import { RuleTester } from 'eslint'
 import tseslint from 'typescript-eslint'
-import { consumeResponseBody, oneHttpClient } from '../../eslint/plugin.ts'
+import { consumeResponseBody, oneHttpClient, oneRedisClient } from '../../eslint/plugin.ts'
 
 // RuleTester registers its cases with whatever describe/it it is given: node:test's here.
 RuleTester.describe = describe
@@ -30,6 +30,21 @@ tester.run('one-http-client', oneHttpClient, {
     { code: "import { request } from 'undici'\nawait request('http://a')", errors: [{ messageId: 'missingDispatcher' }] },
     { code: "import { fetch } from 'undici'\nawait fetch('http://a', { method: 'POST' })", errors: [{ messageId: 'missingDispatcher' }] },
     { code: "import { setGlobalDispatcher, Agent } from 'undici'\nsetGlobalDispatcher(agent)", errors: [{ messageId: 'globalDispatcher' }] }
+  ]
+})
+
+tester.run('one-redis-client', oneRedisClient, {
+  valid: [
+    "import type { Redis } from 'ioredis'\nexport const ping = (redis: Redis) => redis.ping()",
+    'class Redis {}\nnew Redis()',
+    "import { createClient } from './mine.ts'\ncreateClient()"
+  ],
+  invalid: [
+    { code: "import { Redis } from 'ioredis'\nnew Redis('redis://a')", errors: [{ messageId: 'newClient' }] },
+    { code: "import IORedis from 'ioredis'\nexport const make = () => new IORedis()", errors: [{ messageId: 'newClient' }] },
+    { code: "import { Cluster } from 'ioredis'\nnew Cluster([])", errors: [{ messageId: 'newClient' }] },
+    { code: "import * as valkey from 'iovalkey'\nnew valkey.Redis()", errors: [{ messageId: 'newClient' }] },
+    { code: "import { createClient } from 'redis'\ncreateClient({ url: 'redis://a' })", errors: [{ messageId: 'newClient' }] }
   ]
 })
 
