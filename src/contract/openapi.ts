@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { catalogue, type ErrorCode } from '../errors.ts'
 import { briefSchema } from '../generation/brief.ts'
-import { errorSchema, healthSchema, postSchema, streamEventSchemas, warningSchema } from './schemas.ts'
+import { errorSchema, healthSchema, postSchema, readinessSchema, streamEventSchemas, warningSchema } from './schemas.ts'
 
 // The OpenAPI 3.1 document, generated from the zod schemas the service validates and answers with
 // (z.toJSONSchema, whose 2020-12 dialect is OpenAPI 3.1's). The operations list is written here,
@@ -20,6 +20,7 @@ function componentSchemas () {
   outputs.add(postSchema, { id: 'Post' })
   outputs.add(warningSchema, { id: 'Warning' })
   outputs.add(healthSchema, { id: 'Health' })
+  outputs.add(readinessSchema, { id: 'Readiness' })
   for (const [event, schema] of Object.entries(streamEventSchemas)) {
     if (schema !== postSchema && schema !== warningSchema) outputs.add(schema, { id: `StreamEvent${event[0]!.toUpperCase()}${event.slice(1)}` })
   }
@@ -131,7 +132,9 @@ export function buildOpenApi (examples: Examples = {}) {
           security: [{}, { bearer: [] }, { apiKey: [] }],
           parameters: [
             { name: 'x-request-id', in: 'header', required: false, description: 'An id to correlate logs with; kept when it matches the pattern.', schema: { type: 'string', pattern: '^[\\w.:-]{1,128}$' } },
-            { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'Shortens the request\'s deadline (REQUEST_TIMEOUT_MS); never lengthens it.', schema: { type: 'integer', minimum: 1 } }
+            { name: 'x-request-timeout-ms', in: 'header', required: false, description: 'Shortens the request\'s deadline (REQUEST_TIMEOUT_MS); never lengthens it.', schema: { type: 'integer', minimum: 1 } },
+            { name: 'idempotency-key', in: 'header', required: false, description: 'draft-ietf-httpapi-idempotency-key-header: a retry with the same key and request replays the first one\'s post (kept IDEMPOTENCY_TTL, 24 h by default) instead of writing another. 1–255 printable ASCII characters, as a structured-field string (`"..."`) or bare. Scoped to the caller. See docs/api.md, "Idempotency".', schema: { type: 'string', minLength: 1, maxLength: 257 } },
+            { name: 'prefer', in: 'header', required: false, description: 'RFC 7240 `wait=N`: with an Idempotency-Key whose first request is still running, wait up to N seconds (within the deadline) for its post instead of an immediate 409.', schema: { type: 'string', example: 'wait=30' } }
           ],
           requestBody: {
             required: true,
@@ -140,7 +143,11 @@ export function buildOpenApi (examples: Examples = {}) {
           responses: {
             200: {
               description: 'The post.',
-              headers: { 'x-request-id': REQUEST_ID, 'server-timing': header('`app;dur=MS`: the service\'s own time on the request.') },
+              headers: {
+                'x-request-id': REQUEST_ID,
+                'server-timing': header('`app;dur=MS`: the service\'s own time on the request.'),
+                'idempotent-replayed': { description: '`true` when this is the stored answer to an earlier request with the same Idempotency-Key (no upstream was called).', required: false, schema: { type: 'string', enum: ['true'] } }
+              },
               content: {
                 'application/json': { schema: ref('Post'), ...(example('post') === undefined ? {} : { example: example('post') }) },
                 'text/event-stream': {
@@ -154,11 +161,13 @@ export function buildOpenApi (examples: Examples = {}) {
             401: errorResponse(401, 'AUTH_MODE is set and the credential is missing or not valid.', { headers: { 'www-authenticate': header('`Bearer`, with `error="invalid_token"` for a bad token.') } }),
             403: errorResponse(403, 'A valid Google ID token whose service account is not on AUTH_ALLOWED_SERVICE_ACCOUNTS.'),
             413: errorResponse(413, 'A body above BODY_LIMIT_BYTES.'),
+            409: errorResponse(409, 'The Idempotency-Key\'s first request is still running (on any instance): retry after Retry-After, or send Prefer: wait=N.', { headers: { 'retry-after': RETRY_AFTER } }),
             415: errorResponse(415, 'A body that is not application/json.'),
+            422: errorResponse(422, 'The Idempotency-Key was used before with a different request (body or response mode); checked before 409.'),
             429: errorResponse(429, 'This caller is above RATE_LIMIT_PER_MINUTE or RATE_LIMIT_CONCURRENT.', { headers: { 'retry-after': RETRY_AFTER } }),
             500: errorResponse(500, 'A fault of ours; never a stack or an internal message.'),
             502: errorResponse(502, 'A required upstream answered an error, could not be reached, answered something unusable or too large.', { example: example('upstreamError') }),
-            503: errorResponse(503, 'At capacity, a required upstream\'s breaker is open, an upstream asked us to wait longer than the request can, or the instance is draining.', { headers: { 'retry-after': RETRY_AFTER }, example: example('overloaded') }),
+            503: errorResponse(503, 'At capacity, a required upstream\'s breaker is open, an upstream asked us to wait longer than the request can, the instance is draining, or (with an Idempotency-Key) Redis cannot be reached.', { codes: ['shutting_down', 'overloaded', 'idempotency_unavailable', 'circuit_open', 'upstream_rate_limited'], headers: { 'retry-after': RETRY_AFTER }, example: example('overloaded') }),
             504: errorResponse(504, 'An upstream did not answer in time, or the request\'s deadline passed.', { example: example('timeout') })
           }
         }
@@ -169,6 +178,18 @@ export function buildOpenApi (examples: Examples = {}) {
           summary: 'Liveness',
           description: 'Answers without calling any upstream.',
           responses: { 200: { description: 'Alive.', headers: { 'x-request-id': REQUEST_ID }, content: { 'application/json': { schema: ref('Health') } } }, ...connectionErrors() }
+        }
+      },
+      '/readyz': {
+        get: {
+          operationId: 'readiness',
+          summary: 'Readiness',
+          description: 'The startup probe: with REDIS_URL, 503 `not_ready` until Redis answers a PING; never calls an upstream provider.',
+          responses: {
+            200: { description: 'Ready.', headers: { 'x-request-id': REQUEST_ID }, content: { 'application/json': { schema: ref('Readiness') } } },
+            ...connectionErrors(),
+            503: errorResponse(503, 'Redis cannot be reached, or the instance is draining.', { codes: ['not_ready', 'shutting_down'], headers: { 'retry-after': RETRY_AFTER } })
+          }
         }
       },
       '/openapi.json': {

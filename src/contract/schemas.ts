@@ -40,6 +40,11 @@ export type Post = z.output<typeof postSchema>
 
 export const healthSchema = z.object({ status: z.literal('ok') })
 
+export const readinessSchema = z.object({
+  status: z.literal('ok'),
+  redis: z.enum(['ok', 'not_configured']).meta({ description: 'not_configured: no REDIS_URL, shared state lives in this instance\'s memory.' })
+})
+
 /** The error body, narrowed to the codes a given status can carry. */
 export function errorSchema (codes: readonly ErrorCode[]) {
   return z.object({

@@ -6,6 +6,7 @@ import type { StreamTimeouts } from '../providers/llm-stream.ts'
 import { briefSchema } from '../generation/brief.ts'
 import { randomUUID } from 'node:crypto'
 import { generatePost, type PostEvents } from '../generation/pipeline.ts'
+import { logCallerGone } from '../plugins/access-log.ts'
 import { replayStream, streamPost, type StreamOptions } from './post-stream.ts'
 import type { TokenSource } from '../providers/google-token.ts'
 import type { ZodTypeProvider } from '../plugins/zod-validation.ts'
@@ -85,6 +86,8 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
     if (reply.sse !== undefined) return await streamPost(request, reply, options.sse, id, generate)
     // Typed by the schema the contract publishes: a field the pipeline drops or renames fails tsc.
     const post: Post = await generate()
+    // A keyed request that outlived its caller: its post is stored, and its access line says 499.
+    if (reply.raw.closed) logCallerGone(request, reply)
     return post
   })
 }

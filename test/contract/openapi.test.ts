@@ -67,7 +67,21 @@ test('every documented status of every route, driven against the simulator, answ
     'POST /generate 401': () => inject(apiKey.app, 'POST', '/generate', { payload: GOOD_BRIEF }),
     'POST /generate 403': async () => inject(google.app, 'POST', '/generate', { payload: GOOD_BRIEF, headers: { authorization: `Bearer ${await keys.sign({})}` } }),
     'POST /generate 413': () => generate({ 'content-type': 'application/json' }, JSON.stringify({ topic: 'x'.repeat(70_000) })),
+    'POST /generate 409': async () => {
+      simulator.setLatency('llm', { fixedMs: 300, jitterMs: 0 })
+      try {
+        const first = generate({ 'idempotency-key': 'contract-409' })
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        const second = await generate({ 'idempotency-key': 'contract-409' })
+        await first
+        return second
+      } finally { simulator.setLatency('llm', undefined) }
+    },
     'POST /generate 415': () => generate({ 'content-type': 'text/plain' }, 'a post about pools'),
+    'POST /generate 422': async () => {
+      assert.equal((await generate({ 'idempotency-key': 'contract-422' })).status, 200)
+      return generate({ 'idempotency-key': 'contract-422' }, { ...GOOD_BRIEF, topic: 'another post' })
+    },
     'POST /generate 429': async () => {
       const key = { 'x-api-key': 'key-a' }
       assert.equal((await inject(apiKey.app, 'POST', '/generate', { payload: GOOD_BRIEF, headers: key })).status, 200)

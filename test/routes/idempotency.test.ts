@@ -87,6 +87,21 @@ for (const [name, redisEnv] of Object.entries(modes)) {
       assert.equal(plans(), 1)
     })
 
+    test('a keyed request whose caller leaves runs on and stores its post: the retry waits for it, and nothing is generated twice', async (t) => {
+      const { origin, post, simulator, plans } = await stack(t, await redisEnv(t))
+      simulator.setLatency('llm', { fixedMs: 400, jitterMs: 0 })
+      const controller = new AbortController()
+      const gone = request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': 'left' }, body: JSON.stringify(GOOD_BRIEF), signal: controller.signal })
+      await new Promise((resolve) => setTimeout(resolve, 150))
+      controller.abort()
+      await assert.rejects(gone)
+      const retry = await post({ 'idempotency-key': 'left', prefer: 'wait=20' })
+      assert.equal(retry.status, 200)
+      assert.equal(retry.headers['idempotent-replayed'], 'true')
+      assert.equal(plans(), 1)
+      assert.equal(simulator.calls.filter((call) => call.aborted).length, 0, 'no upstream call was aborted')
+    })
+
     test('a failed request (5xx) frees its key, and the retry runs again', async (t) => {
       const { post, simulator, plans } = await stack(t, await redisEnv(t))
       simulator.setFault('llm', { status: 400 })
