@@ -168,6 +168,11 @@ export function createGuard (options: GuardOptions) {
           return await attemptOnce(origin, call, tries, attempt)
         } catch (error) {
           if (call.signal?.aborted || !isRetryable(error) || tries >= options.maxAttempts || call.retryable?.() === false) throw error
+          // No retry unless the breaker is closed. Open, the retry would wait out its backoff only
+          // to be refused; half-open, this call was a probe and the upstream failed it, and the
+          // breaker's few probes are for deciding, not for retrying. Failing now lets the caller
+          // move to a fallback at once instead of after the backoff.
+          if (kindFor(call.upstream).breaker.state !== 'closed') throw error
           const wait = waitBefore(error as ServiceError, tries)
           const remaining = (call.deadlineAt ?? Infinity) - Date.now()
           if (wait >= remaining) throw tooLongToWait(error as ServiceError, wait)

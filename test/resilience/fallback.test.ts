@@ -142,3 +142,23 @@ test('while the primary\'s breaker is open every call goes straight to the fallb
   assert.equal(llmCalls(fallback).length, fallbackBefore)
   assert.equal(app.guard.stats().upstreams.llm!.state, 'closed')
 })
+
+test('a half-open probe the primary fails is not retried there: one call to the primary, then straight to the fallback', async (t) => {
+  const { primary, fallback, generate, app } = await chain(t, {
+    primary: { faults: { llm: { status: 503 } } },
+    env: { BREAKER_CONSECUTIVE_FAILURES: '3', BREAKER_OPEN_MS: '200', UPSTREAM_MAX_ATTEMPTS: '3' }
+  })
+  assert.equal((await generate()).status, 200)
+  assert.equal(app.guard.stats().upstreams.llm!.state, 'open')
+
+  await sleep(250)
+  const before = { primary: llmCalls(primary).length, fallback: llmCalls(fallback).length }
+  // Half-open: the plan is the first probe. The primary fails it once; a retry would have been a
+  // second probe (and a third), each after its backoff, before the call could fall back.
+  const probed = await generate()
+  assert.equal(probed.status, 200)
+  assert.deepEqual(probed.body.warnings.map((w: { step: string }) => w.step), ['plan', 'sections'])
+  assert.equal(app.guard.stats().upstreams.llm!.state, 'half_open', 'one failure of ten probes decides nothing yet')
+  assert.equal(llmCalls(primary).length - before.primary, 1 + GOOD_SECTIONS, 'each call tried the primary once: the plan, then each section as a probe')
+  assert.equal(llmCalls(fallback).length - before.fallback, 1 + GOOD_SECTIONS)
+})
