@@ -19,7 +19,7 @@ import { echoesInstructions, imagePrompt, LENGTHS, planMessages, planSchema, pla
 import { allowedImage, safeText, wellFormed } from './safe-output.ts'
 import { fitField } from './sections.ts'
 import { createReadingOrder, createSection } from './assembly.ts'
-import { planResponseFormat } from '../providers/llm.ts'
+import { planResponseFormat, schemaDialect } from '../providers/llm.ts'
 
 export interface PipelineDeps {
   dispatcher: Dispatcher
@@ -135,7 +135,7 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
   const image = brief.image ? optional('image', heroImage) : Promise.resolve({ value: null, ms: null })
   let settled = false
   try {
-    const plan = await timed('plan', (stepSignal) => streamCompletion({ ...llm, signal: stepSignal, onFallback: onFallback('plan') }, planMessages(brief), { response_format: planResponseFormat(planSchema) },
+    const plan = await timed('plan', (stepSignal) => streamCompletion({ ...llm, signal: stepSignal, onFallback: onFallback('plan') }, planMessages(brief), (target) => ({ response_format: planResponseFormat(planSchema, schemaDialect(target.provider)) }),
       (content) => checkedPlan(content, brief)))
     const planned = plan.value.value
     const fields = Object.fromEntries((['title', 'metaDescription', 'imageAlt'] as const).map((name) => {

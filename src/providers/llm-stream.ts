@@ -5,6 +5,7 @@ import { ServiceError } from '../errors.ts'
 import { genAiDuration, genAiTokens } from '../telemetry/instruments.ts'
 import { retryAfter, target, toServiceError } from './http.ts'
 import { bearer, trimSlash, type ChatMessage, type LlmCall, type TokenUsage } from './llm.ts'
+import type { LlmTarget } from '../upstreams.ts'
 
 export interface StreamTimeouts {
   /** From sending the request to the first token of content. */
@@ -45,17 +46,21 @@ export interface StreamCall extends LlmCall {
   retryable?: (() => boolean) | undefined
 }
 
+/** Fields added to the request body; a function when they depend on the provider (a schema's dialect). */
+export type Extra = Record<string, unknown> | ((target: LlmTarget) => Record<string, unknown>)
+
 /**
  * The call, on the primary provider and, if it fails there before any token, once on the fallback
  * (LiteLLM's and Portkey's fallbacks, per request: the next call tries the primary again unless its
  * breaker is open). Each provider has its own breaker and retry budget: 'llm' and 'llm.fallback'.
  */
-export async function streamCompletion<T = undefined> (call: StreamCall, messages: ChatMessage[], extra: Record<string, unknown> = {}, parse?: (content: string) => T) {
+export async function streamCompletion<T = undefined> (call: StreamCall, messages: ChatMessage[], extra: Extra = {}, parse?: (content: string) => T) {
   call.logPrompt?.(messages)
   const chain = call.fallback === undefined ? [call.target] : [call.target, call.fallback]
   for (let index = 0; ; index++) {
     try {
-      return await complete({ ...call, target: chain[index]! }, index === 0 ? 'llm' : 'llm.fallback', messages, extra, parse)
+      const target = chain[index]!
+      return await complete({ ...call, target }, index === 0 ? 'llm' : 'llm.fallback', messages, typeof extra === 'function' ? extra(target) : extra, parse)
     } catch (error) {
       const next = chain[index + 1]
       if (next === undefined || !fallsBack(error, call)) throw error

@@ -28,11 +28,26 @@ export interface LlmCall extends CallContext {
 }
 
 /**
+ * Which JSON Schema dialect a provider's structured output accepts. OpenAI's strict mode needs
+ * every object closed (`additionalProperties: false`). Google's OpenAI-compatible endpoints (Vertex
+ * AI, the Gemini API) document structured output with the OpenAI SDK's parse helper, which sends
+ * that same strict shape, but Gemini's classic `responseSchema` (an OpenAPI 3.0 subset) answers 400
+ * "Unknown name additionalProperties" for it (prism-php/prism#974), and no source says which of
+ * Gemini's two schema fields the compatibility layer fills. Without the keyword the schema is
+ * valid in both; nothing is lost, because the zod schema checks every answer either way.
+ */
+export type SchemaDialect = 'openai' | 'google'
+
+export function schemaDialect (provider: string): SchemaDialect {
+  return provider.startsWith('gcp.') ? 'google' : 'openai'
+}
+
+/**
  * `response_format` for structured output: a strict JSON schema derived from `schema`, so the
  * answer can be checked with the same zod schema and the two never disagree.
  */
-export function planResponseFormat (schema: z.ZodType) {
-  return { type: 'json_schema', json_schema: { name: 'post_plan', strict: true, schema: wireSchema(schema) } }
+export function planResponseFormat (schema: z.ZodType, dialect: SchemaDialect = 'openai') {
+  return { type: 'json_schema', json_schema: { name: 'post_plan', strict: true, schema: wireSchema(schema)[dialect] } }
 }
 
 // OpenAI's strict mode accepts a subset of JSON Schema and rejects a request whose schema uses
@@ -41,25 +56,27 @@ export function planResponseFormat (schema: z.ZodType) {
 const UNSUPPORTED_IN_STRICT_MODE = new Set(['$schema', 'minLength', 'maxLength', 'minItems', 'maxItems'])
 
 // Generating a JSON schema walks the zod schema; do it once per schema, not once per request.
-const wireSchemas = new WeakMap<z.ZodType, unknown>()
+const wireSchemas = new WeakMap<z.ZodType, Record<SchemaDialect, unknown>>()
 
 function wireSchema (schema: z.ZodType) {
   let json = wireSchemas.get(schema)
   if (json === undefined) {
-    json = strictSubset(z.toJSONSchema(schema, { target: 'draft-7' }))
+    const draft = z.toJSONSchema(schema, { target: 'draft-7' })
+    json = { openai: strictSubset(draft, true), google: strictSubset(draft, false) }
     wireSchemas.set(schema, json)
   }
   return json
 }
 
-// Strict mode also wants every object closed (additionalProperties: false).
-function strictSubset (value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(strictSubset)
+// Strict mode also wants every object closed (additionalProperties: false); Google's dialect
+// leaves the keyword out.
+function strictSubset (value: unknown, closed: boolean): unknown {
+  if (Array.isArray(value)) return value.map((item) => strictSubset(item, closed))
   if (value === null || typeof value !== 'object') return value
   const subset = Object.fromEntries(Object.entries(value)
-    .filter(([key]) => !UNSUPPORTED_IN_STRICT_MODE.has(key))
-    .map(([key, child]) => [key, key === 'properties' ? mapValues(child, strictSubset) : strictSubset(child)]))
-  return subset.type === 'object' ? { ...subset, additionalProperties: false } : subset
+    .filter(([key]) => !UNSUPPORTED_IN_STRICT_MODE.has(key) && key !== 'additionalProperties')
+    .map(([key, child]) => [key, key === 'properties' ? mapValues(child, (item) => strictSubset(item, closed)) : strictSubset(child, closed)]))
+  return closed && subset.type === 'object' ? { ...subset, additionalProperties: false } : subset
 }
 
 function mapValues (record: unknown, map: (value: unknown) => unknown) {
