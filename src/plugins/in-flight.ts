@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { ServiceError } from '../errors.ts'
+import { observeGauges, requestsShed } from '../telemetry/instruments.ts'
 import { createMemorySlots, createRedisSlots, type CallerSlots, type Release } from '../limits/caller-slots.ts'
 
 /** The reason a request's work is aborted when its caller closes the connection first. */
@@ -31,12 +32,15 @@ function createInFlight (maxConcurrent: number, maxPerCaller: number, slots: () 
   let admitted = 0
   return {
     get size () { return controllers.size },
+    /** Requests admitted and not yet done, keyed work that outlived its caller included. */
+    get admitted () { return admitted },
     /**
      * Admission, as an onRequest hook: past the limit a caller gets 503 before its body is even
      * read, so refusing a burst stays cheap and the admitted requests keep their latency.
      */
     async admit (request: FastifyRequest, reply: FastifyReply) {
       if (admitted >= maxConcurrent) {
+        requestsShed.add(1, { 'content_engine.shed.reason': 'concurrency' })
         throw new ServiceError('overloaded', { details: { reason: 'concurrency' }, headers: { 'retry-after': '1' } })
       }
       // One authenticated caller cannot take every slot: its own concurrent generations are capped.
@@ -104,7 +108,12 @@ async function inFlight (app: FastifyInstance, options: { maxConcurrent: number,
   app.addHook('onReady', async () => {
     if (app.redis !== undefined) slots = createRedisSlots({ redis: app.redis, leaseMs: options.leaseMs, local, onError: (error) => app.redisFailed('concurrency', error) })
   })
-  app.decorate('inFlight', createInFlight(options.maxConcurrent, options.maxPerCaller, () => slots))
+  const requests = createInFlight(options.maxConcurrent, options.maxPerCaller, () => slots)
+  app.decorate('inFlight', requests)
+  const stopObserving = observeGauges({
+    inFlight: { name: 'content_engine.requests.in_flight', description: 'Requests admitted and not yet done, against MAX_CONCURRENT_REQUESTS.' }
+  }, () => [{ attributes: {}, values: { inFlight: requests.admitted } }])
+  app.addHook('onClose', async () => stopObserving())
   let closing = false
   // Our own 503 instead of Fastify's return503OnClosing, whose body is not the documented shape.
   app.addHook('preClose', async () => { closing = true })

@@ -3,6 +3,7 @@ import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { ServiceError } from '../errors.ts'
+import { requestsShed } from '../telemetry/instruments.ts'
 
 export interface LoadSheddingOptions {
   maxEventLoopDelayMs: number
@@ -20,6 +21,7 @@ async function loadShedding (app: FastifyInstance, options: LoadSheddingOptions)
     maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * options.maxHeapUsedRatio),
     pressureHandler: async (request, reply, type) => {
       if (request.url === '/healthz' || request.url === '/readyz') return
+      requestsShed.add(1, { 'content_engine.shed.reason': type })
       throw new ServiceError('overloaded', { details: { reason: type }, headers: { 'retry-after': '1' } })
     }
   })

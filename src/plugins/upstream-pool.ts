@@ -79,14 +79,30 @@ function observePool (agent: Agent) {
     queued: { name: 'content_engine.upstream.pool.queued', description: 'Requests queued on connections, not yet sent.' },
     running: { name: 'content_engine.upstream.pool.running', description: 'Requests in flight to the upstream origin.' }
   }
-  return observeGauges(names, () => Object.entries(agent.stats).map(([origin, stats]) => {
-    const url = new URL(origin)
-    // With UPSTREAM_CONNECTIONS=1 undici uses a Client per origin, whose stats have no free or queued.
-    const values = 'free' in stats
-      ? { connected: stats.connected, free: stats.free, pending: stats.pending, queued: stats.queued, running: stats.running }
-      : { connected: Number(stats.connected), free: Number(stats.connected && stats.running === 0), pending: stats.pending, queued: stats.pending, running: stats.running }
-    return { attributes: { 'server.address': url.hostname, 'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)) }, values }
-  }))
+  // undici drops an origin from agent.stats once its last connection has closed, and the SDK
+  // would keep exporting the last value it saw for it: a pool that read 18 connections under load
+  // would read 18 forever after. An origin seen once is reported until the process ends, as 0 when
+  // it has gone (the set is as small as the configured upstreams).
+  const seen = new Map<string, ReturnType<typeof attributesOf>>()
+  const IDLE = { connected: 0, free: 0, pending: 0, queued: 0, running: 0 }
+  return observeGauges(names, () => {
+    const stats = agent.stats
+    for (const origin of Object.keys(stats)) if (!seen.has(origin)) seen.set(origin, attributesOf(origin))
+    return [...seen].map(([origin, attributes]) => {
+      const pool = stats[origin]
+      if (pool === undefined) return { attributes, values: IDLE }
+      // With UPSTREAM_CONNECTIONS=1 undici uses a Client per origin, whose stats have no free or queued.
+      const values = 'free' in pool
+        ? { connected: pool.connected, free: pool.free, pending: pool.pending, queued: pool.queued, running: pool.running }
+        : { connected: Number(pool.connected), free: Number(pool.connected && pool.running === 0), pending: pool.pending, queued: pool.pending, running: pool.running }
+      return { attributes, values }
+    })
+  })
+}
+
+function attributesOf (origin: string) {
+  const url = new URL(origin)
+  return { 'server.address': url.hostname, 'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)) }
 }
 
 export default fp(upstreamPool, { name: 'upstream-pool', fastify: '5.x' })

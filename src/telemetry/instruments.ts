@@ -3,7 +3,7 @@
 // The metrics API has no proxy: getMeter() before the SDK starts returns a no-op meter for good.
 // So the preload (src/telemetry/sdk.ts) must never import this module, directly or not.
 import { metrics, ValueType, type Attributes } from '@opentelemetry/api'
-import { DURATION_BUCKETS_S, TOKEN_BUCKETS } from './buckets.ts'
+import { DURATION_BUCKETS_S, FIRST_EVENT_BUCKETS_S, TOKEN_BUCKETS } from './buckets.ts'
 
 const meter = metrics.getMeter('content-engine')
 
@@ -41,7 +41,7 @@ export const breakerTransitions = meter.createCounter('content_engine.upstream.b
 export const streamFirstEvent = meter.createHistogram('content_engine.stream.time_to_first_event', {
   description: 'From a streamed request\'s arrival to its accepted event.',
   unit: 's',
-  advice: { explicitBucketBoundaries: DURATION_BUCKETS_S }
+  advice: { explicitBucketBoundaries: FIRST_EVENT_BUCKETS_S }
 })
 
 export const streamFirstDelta = meter.createHistogram('content_engine.stream.time_to_first_delta', {
@@ -57,6 +57,11 @@ export const streamsEnded = meter.createCounter('content_engine.streams', {
 
 export const redisErrors = meter.createCounter('content_engine.redis.errors', {
   description: 'Redis commands that failed or timed out, by operation (idempotency, rate_limit, concurrency, readiness); each was answered by its documented fallback.',
+  valueType: ValueType.INT
+})
+
+export const requestsShed = meter.createCounter('content_engine.requests.shed', {
+  description: 'Requests refused with 503 overloaded before any work, by reason: concurrency (MAX_CONCURRENT_REQUESTS), eventLoopDelay, heapUsedBytes.',
   valueType: ValueType.INT
 })
 

@@ -12,12 +12,12 @@ import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runti
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici'
 import { gcpDetector } from '@opentelemetry/resource-detector-gcp'
 import { resourceFromAttributes } from '@opentelemetry/resources'
-import { AggregationType, InstrumentType } from '@opentelemetry/sdk-metrics'
+import { AggregationType, InstrumentType, type ViewOptions } from '@opentelemetry/sdk-metrics'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import type { TelemetryConfig } from './config.ts'
 import { onShutdown } from '../lifecycle.ts'
-import { DURATION_BUCKETS_S } from './buckets.ts'
+import { DURATION_BUCKETS_S, GC_BUCKETS_S } from './buckets.ts'
 
 // Requests the service does not answer itself: the metrics endpoint, and the provider routes of
 // the simulator, which `npm start` runs in the same process.
@@ -65,11 +65,13 @@ export function startTelemetry (config: TelemetryConfig, overrides: TelemetryOve
     // The GCP detector asks the metadata server, which exists only on Google Cloud.
     resourceDetectors: config.onGoogleCloud ? [gcpDetector] : [],
     metricReaders: [prometheus],
-    views: [{
-      instrumentType: InstrumentType.HISTOGRAM,
-      instrumentUnit: 's',
-      aggregation: { type: AggregationType.EXPLICIT_BUCKET_HISTOGRAM, options: { boundaries: DURATION_BUCKETS_S } }
-    }],
+    // Buckets that fit what each histogram measures. The instrumentations' HTTP durations stop at
+    // 10 s, short of an LLM request; GC pauses are sub-millisecond to tens of ms. The service's own
+    // histograms carry their buckets as advice (telemetry/instruments.ts).
+    views: [
+      ...['http.server.request.duration', 'http.client.request.duration'].map((instrumentName) => histogramView(instrumentName, DURATION_BUCKETS_S)),
+      histogramView('v8js.gc.duration', GC_BUCKETS_S)
+    ],
     // With no processor the SDK registers no tracer provider: nothing is recorded or exported,
     // but an incoming traceparent still propagates to every upstream.
     spanProcessors,
@@ -92,6 +94,14 @@ export function startTelemetry (config: TelemetryConfig, overrides: TelemetryOve
   observeProcess()
   onShutdown(() => sdk.shutdown())
   return sdk
+}
+
+function histogramView (instrumentName: string, boundaries: number[]): ViewOptions {
+  return {
+    instrumentName,
+    instrumentType: InstrumentType.HISTOGRAM,
+    aggregation: { type: AggregationType.EXPLICIT_BUCKET_HISTOGRAM, options: { boundaries } }
+  }
 }
 
 function observeProcess () {

@@ -77,7 +77,13 @@ test('the production start exposes every metric family on METRICS_PORT, with cou
   const server_ = family('http_server_request_duration_count')
   assert.equal(sum(server_, (l) => l.http_route === '/generate' && l.http_response_status_code === '200'), REQUESTS)
   assert.equal(sum(server_, (l) => l.http_route === '/generate' && l.http_response_status_code === '400'), 1)
-  assert.ok(family('http_server_request_duration_bucket').metrics.some((m) => m.labels?.le === '120'), 'buckets reach 120 s')
+  // Buckets that fit each histogram: requests and LLM calls reach minutes, GC pauses start at 0.1 ms.
+  const bounds = (name: string) => [...new Set(family(`${name}_bucket`).metrics.map((m) => m.labels?.le).filter((le) => le !== '+Inf').map(Number))].sort((a, b) => a - b)
+  assert.ok(bounds('http_server_request_duration').includes(120), 'request buckets reach 120 s')
+  assert.ok(bounds('http_client_request_duration').includes(120), 'upstream call buckets reach 120 s')
+  assert.ok(bounds('gen_ai_client_operation_duration').includes(120))
+  assert.deepEqual([bounds('v8js_gc_duration')[0], bounds('v8js_gc_duration').at(-1)], [0.0001, 1], 'GC buckets from 0.1 ms to 1 s')
+  assert.ok(sum(family('v8js_gc_duration_count')) > 0, 'garbage was collected and counted')
 
   const client = family('http_client_request_duration_count')
   // Every call the simulator received, retries of the failing image calls included.
@@ -123,4 +129,72 @@ test('the production start exposes every metric family on METRICS_PORT, with cou
       for (const label of RESERVED) assert.ok(!(label in labels), `${name} carries no reserved label ${label}`)
     }
   }
+})
+
+// undici forgets an origin once its last connection closes; a gauge that kept its last busy value
+// would say connections are open (a leak) when the upstream sees none.
+test('the pool gauges read 0 once the idle keep-alive connections have closed, as the upstream sees it', async (t) => {
+  const simulator = await startSimulator()
+  t.after(() => simulator.close())
+  const metricsPort = await freePort()
+  const server = startServerProcess(t, {
+    args: PRODUCTION_ARGS,
+    env: { ...liveEnv(simulator.origin), METRICS_PORT: String(metricsPort), UPSTREAM_CONNECTIONS: String(CONNECTIONS), UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: '300' }
+  })
+  const origin = await server.listening
+  const scrape = async () => {
+    const response = await request(`http://127.0.0.1:${metricsPort}/metrics`)
+    const { series } = readExposition(await response.body.text())
+    return (state: string) => (series.get(`content_engine_upstream_pool_${state}`)?.metrics ?? [])
+      .filter((m) => m.labels?.server_address === '127.0.0.1' && m.labels?.server_port === new URL(simulator.origin).port)
+      .map((m) => Number(m.value))
+  }
+
+  await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
+    const response = await request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(GOOD_BRIEF) })
+    assert.equal(response.statusCode, 200)
+    await response.body.dump()
+  }))
+  const busy = await scrape()
+  assert.ok(busy('connected')[0]! >= 1, `connected ${busy('connected')} just after the load`)
+
+  // Past the 300 ms keep-alive the service closes its idle sockets; wait until the simulator sees
+  // none open (its own count, from its server), then read the gauges.
+  for (let i = 0; i < 50 && simulator.stats().connections.open > 0; i++) await sleep(100)
+  assert.equal(simulator.stats().connections.open, 0, 'the upstream sees no connection')
+  const idle = await scrape()
+  for (const state of ['connected', 'free', 'pending', 'queued', 'running']) {
+    assert.deepEqual(idle(state), [0], `${state} reads 0 for the origin, not its last busy value`)
+  }
+})
+
+test('in-flight requests and shed requests are counted: the gauge follows admissions, and a refusal past MAX_CONCURRENT_REQUESTS is counted by reason', async (t) => {
+  const simulator = await startSimulator({ faults: { llm: { delayMs: 500 } } })
+  t.after(() => simulator.close())
+  const metricsPort = await freePort()
+  const server = startServerProcess(t, {
+    args: PRODUCTION_ARGS,
+    env: { ...liveEnv(simulator.origin), METRICS_PORT: String(metricsPort), MAX_CONCURRENT_REQUESTS: '2' }
+  })
+  const origin = await server.listening
+  const scrape = async () => {
+    const response = await request(`http://127.0.0.1:${metricsPort}/metrics`)
+    const { series } = readExposition(await response.body.text())
+    return { inFlight: sum(series.get('content_engine_requests_in_flight')), shed: (reason: string) => sum(series.get('content_engine_requests_shed_total'), (l) => l.content_engine_shed_reason === reason) }
+  }
+  const generate = async () => {
+    const response = await request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...GOOD_BRIEF, image: false }) })
+    return { status: response.statusCode, body: await response.body.json() as { error?: { code: string } } }
+  }
+
+  const running = [generate(), generate()]
+  await sleep(200)
+  assert.equal((await scrape()).inFlight, 2, 'both admitted requests are in flight (each waits 500 ms on its plan)')
+  const refused = await generate()
+  assert.equal(refused.status, 503)
+  assert.equal(refused.body.error?.code, 'overloaded')
+  assert.deepEqual((await Promise.all(running)).map((answer) => answer.status), [200, 200])
+  const after = await scrape()
+  assert.equal(after.shed('concurrency'), 1)
+  assert.equal(after.inFlight, 0)
 })
