@@ -3,6 +3,17 @@ import { parseApiKeys } from './auth/api-keys.ts'
 import { commaList, deepFreeze, duration, MS, optionalText, optionalUrl, parseEnv } from './env.ts'
 import { telemetrySchema } from './telemetry/config.ts'
 import { liveUpstreams, onGoogleCloud, requiredLiveVariables } from './upstreams.ts'
+import { LENGTHS } from './generation/prompts.ts'
+
+/**
+ * The most calls one request has open at once on one origin: the sections of the longest post,
+ * written in parallel, and its image, which on api.openai.com shares the LLM's origin. (Natural
+ * Language peaks at four: two calls and their hedges.) A per-origin queue of MAX_CONCURRENT_REQUESTS
+ * times this admits every call of every admitted request, so the per-origin limit never refuses
+ * work the instance accepted. The queue holds a promise and a closure per call, a few hundred
+ * bytes; sockets stay bounded by UPSTREAM_CONNECTIONS whatever its length.
+ */
+export const PEAK_CALLS_PER_ORIGIN = Math.max(...Object.values(LENGTHS).map((length) => length.sections)) + 1
 
 export { ConfigError } from './env.ts'
 export { simulatorUpstreams, requiredLiveVariables, type Upstreams, type UpstreamTarget } from './upstreams.ts'
@@ -84,8 +95,8 @@ const envSchema = z.object({
   UPSTREAM_BACKOFF_BASE_MS: MS.default(200),
   UPSTREAM_BACKOFF_MAX_MS: MS.default(2_000),
   UPSTREAM_MAX_IN_FLIGHT: z.coerce.number().int().min(1).optional(),
-  // In flight plus queued covers MAX_CONCURRENT_REQUESTS at three parallel calls per origin.
-  UPSTREAM_MAX_QUEUED: z.coerce.number().int().min(0).default(256),
+  // Default: every admitted request's calls on one origin (PEAK_CALLS_PER_ORIGIN, below).
+  UPSTREAM_MAX_QUEUED: z.coerce.number().int().min(0).optional(),
   // The breaker is for an upstream that is down: half the calls failing over 10 s, once there are
   // BREAKER_MIN_VOLUME of them. Below that volume, a run of failures that chance alone would
   // produce once in ten million calls at a 20 % fault rate (0.2^10).
@@ -218,7 +229,7 @@ function toConfig (env: Env) {
       backoffBaseMs: env.UPSTREAM_BACKOFF_BASE_MS,
       backoffCapMs: env.UPSTREAM_BACKOFF_MAX_MS,
       maxInFlight: env.UPSTREAM_MAX_IN_FLIGHT ?? env.UPSTREAM_CONNECTIONS,
-      maxQueued: env.UPSTREAM_MAX_QUEUED,
+      maxQueued: env.UPSTREAM_MAX_QUEUED ?? env.MAX_CONCURRENT_REQUESTS * PEAK_CALLS_PER_ORIGIN,
       breakerFailureRatio: env.BREAKER_FAILURE_RATIO,
       breakerMinVolume: env.BREAKER_MIN_VOLUME,
       breakerConsecutiveFailures: env.BREAKER_CONSECUTIVE_FAILURES,

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
+import { buildApp } from '../../src/app.ts'
+import { loadConfig } from '../../src/config.ts'
 import { ServiceError } from '../../src/errors.ts'
 import { isRetryable } from '../../src/resilience/guard.ts'
 import { createLimiter } from '../../src/resilience/limiter.ts'
 import { createRetryBudget } from '../../src/resilience/retry-budget.ts'
+import { startSimulator } from '../../src/simulator/server.ts'
+import { liveEnv } from '../spawn.ts'
 
 test('the retry budget allows retries up to 10 % of requests in the window, with a floor, and forgets old buckets', () => {
   let now = 0
@@ -64,4 +68,28 @@ test('only outcomes without a usable answer, per-attempt timeouts, rate limits a
     [new ServiceError('upstream_bad_response'), true]
   ]
   for (const [error, expected] of cases) assert.equal(isRetryable(error), expected, `${error.code} ${JSON.stringify(error.details)} ${String((error.cause as Error | undefined)?.message)}`)
+})
+
+// The calls of one request share an origin (on api.openai.com the LLM and the images do): six
+// sections and the image of a long post are seven calls at once on one origin. Every request the
+// instance admits must fit the per-origin queue, however few connections it has.
+test('MAX_CONCURRENT_REQUESTS long posts at once, all calls on one origin with few connections: every one is 200, none refused by the per-origin limit', async (t) => {
+  const simulator = await startSimulator()
+  const config = loadConfig({ LOG_LEVEL: 'silent', ...liveEnv(simulator.origin), MAX_CONCURRENT_REQUESTS: '100', UPSTREAM_CONNECTIONS: '4' })
+  const app = await buildApp({ config, upstreams: config.upstreams! })
+  await app.ready()
+  t.after(async () => {
+    await app.close()
+    await simulator.close()
+  })
+  const answers = await Promise.all(Array.from({ length: 100 }, (_, i) =>
+    app.inject({ method: 'POST', url: '/generate', payload: { topic: `connection pooling, part ${i}`, length: 'long' } })))
+  const statuses: Record<string, number> = {}
+  for (const answer of answers) {
+    const key = answer.statusCode === 200 ? '200' : `${answer.statusCode} ${answer.json().error.code}`
+    statuses[key] = (statuses[key] ?? 0) + 1
+  }
+  assert.deepEqual(statuses, { 200: 100 })
+  assert.equal(answers.filter((answer) => answer.json().warnings.length > 0).length, 0, 'no optional step was refused either')
+  assert.ok(simulator.stats().connections.peak <= 4, `the upstream saw ${simulator.stats().connections.peak} connections at most, within UPSTREAM_CONNECTIONS`)
 })
