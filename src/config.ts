@@ -137,6 +137,8 @@ const envSchema = z.object({
   // their last renewal, renewed every third of it: an instance that dies frees them within a lease.
   CLAIM_LEASE_MS: MS.min(3_000).default(30_000),
   MAX_EVENT_LOOP_DELAY_MS: MS.default(1_000),
+  // A burst the loop clears in a second or two is not overload; a delay that lasts this long is.
+  EVENT_LOOP_DELAY_WINDOW_MS: MS.default(3_000),
   MAX_HEAP_USED_RATIO: z.coerce.number().min(0.1).max(1).default(0.9),
   // Cloud Logging links a log line to its trace only as projects/PROJECT/traces/TRACE_ID.
   GOOGLE_CLOUD_PROJECT: optionalText,
@@ -252,6 +254,7 @@ function toConfig (env: Env) {
     load: {
       maxConcurrentRequests: env.MAX_CONCURRENT_REQUESTS,
       maxEventLoopDelayMs: env.MAX_EVENT_LOOP_DELAY_MS,
+      eventLoopDelayWindowMs: env.EVENT_LOOP_DELAY_WINDOW_MS,
       maxHeapUsedRatio: env.MAX_HEAP_USED_RATIO
     },
     // Undefined base URLs mean "the simulator": server.ts fills them in with simulatorUpstreams().

@@ -1,29 +1,76 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { getHeapStatistics } from 'node:v8'
 import underPressure from '@fastify/under-pressure'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { ServiceError } from '../errors.ts'
 import { requestsShed } from '../telemetry/instruments.ts'
 
 export interface LoadSheddingOptions {
   maxEventLoopDelayMs: number
+  /** How long the delay must stay above its limit before new work is refused. */
+  eventLoopDelayWindowMs: number
   maxHeapUsedRatio: number
+  /** How often the event-loop delay is sampled; tests shorten it. */
+  sampleIntervalMs?: number
+}
+
+const EXEMPT = new Set(['/healthz', '/readyz'])
+
+function overloaded (reason: string) {
+  requestsShed.add(1, { 'content_engine.shed.reason': reason })
+  return new ServiceError('overloaded', { details: { reason }, headers: { 'retry-after': '1' } })
 }
 
 /**
- * Refuses new work, fast and in the documented shape, when the event loop lags or the heap nears
- * its limit (@fastify/under-pressure samples both). /healthz and /readyz are never refused: a busy instance is
- * not a dead one, and failing its liveness probe would only get it restarted mid-work.
+ * Whether the event loop has been lagging for a while, not for a moment. The mean delay over each
+ * sample, as @fastify/under-pressure measures it; but a single sample over the limit is a burst
+ * the loop clears by itself (a thousand posts completing in the same second block it for a
+ * second or two), and refusing callers then turns a blip into errors. Only a delay that stays
+ * over the limit for `windowMs`, sample after sample, means the CPU cannot keep up with what was
+ * admitted: then the work queued behind it would miss its deadlines, and new work is refused.
+ */
+export function createLagMonitor ({ thresholdMs, windowMs, sampleIntervalMs = 1_000 }: { thresholdMs: number, windowMs: number, sampleIntervalMs?: number }) {
+  const resolution = 10
+  const histogram = monitorEventLoopDelay({ resolution })
+  histogram.enable()
+  let lagMs = 0
+  let overSince: number | undefined
+  const timer = setInterval(() => {
+    lagMs = Math.max(0, histogram.mean / 1e6 - resolution)
+    histogram.reset()
+    if (Number.isNaN(lagMs) || lagMs > thresholdMs) overSince ??= performance.now()
+    else overSince = undefined
+  }, sampleIntervalMs)
+  timer.unref()
+  return {
+    get lagMs () { return lagMs },
+    get overloaded () { return overSince !== undefined && performance.now() - overSince >= windowMs },
+    close () {
+      clearInterval(timer)
+      histogram.disable()
+    }
+  }
+}
+
+/**
+ * Refuses new work, fast and in the documented shape, when the event loop has lagged for a while
+ * (above) or the heap nears its limit (@fastify/under-pressure samples it). /healthz and /readyz are
+ * never refused: a busy instance is not a dead one, and failing its liveness probe would only get
+ * it restarted mid-work.
  */
 async function loadShedding (app: FastifyInstance, options: LoadSheddingOptions) {
   await app.register(underPressure, {
-    maxEventLoopDelay: options.maxEventLoopDelayMs,
     maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * options.maxHeapUsedRatio),
     pressureHandler: async (request, reply, type) => {
-      if (request.url === '/healthz' || request.url === '/readyz') return
-      requestsShed.add(1, { 'content_engine.shed.reason': type })
-      throw new ServiceError('overloaded', { details: { reason: type }, headers: { 'retry-after': '1' } })
+      if (EXEMPT.has(request.url)) return
+      throw overloaded(type)
     }
+  })
+  const lag = createLagMonitor({ thresholdMs: options.maxEventLoopDelayMs, windowMs: options.eventLoopDelayWindowMs, sampleIntervalMs: options.sampleIntervalMs })
+  app.addHook('onClose', async () => lag.close())
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    if (lag.overloaded && !EXEMPT.has(request.url)) throw overloaded('eventLoopDelay')
   })
 }
 
