@@ -2,31 +2,40 @@
 // stops each by PID; talks only to 127.0.0.1; every load is bounded by time or by count.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { PEAK_CALLS_PER_ORIGIN } from '../src/config.ts'
 import { chart } from './lib/chart.ts'
 import { median } from './lib/sample.ts'
 import { runScenario, type ScenarioOptions, type ScenarioResult } from './lib/scenario.ts'
 
 const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0] [--pool 64] [--runs 1] [--rate REQ_PER_S]
-                     [--compare [--leaky-requests 2000]] [--soak] [--telemetry-cost] [--chaos RATE] [--name NAME]
+                     [--compare [--leaky-requests 2000]] [--soak] [--telemetry-cost] [--chaos RATE]
+                     [--capacity [--pace-scale 0.25]] [--name NAME]
   --compare  this service, a minimal reference (bare Fastify + one Agent) and the incident's pattern
   --soak     the service alone, 10 minutes by default, forcing a GC every 30 s to read the heap
   --telemetry-cost  the service with its telemetry preload on and off (OTEL_SDK_DISABLED=true)
   --chaos RATE  every upstream call meets a random fault with probability RATE (reset, 5xx,
              malformed, wrong shape, slow, hang); short posts, REQUEST_TIMEOUT_MS=3000, 500 ms per
-             attempt; reports the success rate, retry amplification, breaker changes, p99, RSS, fds`
+             attempt; reports the success rate, retry amplification, breaker changes, p99, RSS, fds
+  --capacity  the service and the minimal reference at a provider's pace (--pace-scale, default
+             0.25), 1,000 callers (--connections) of long posts for 60 s, each on one core (the
+             driver and simulator on the other) with the heap a 1 GiB Cloud Run instance gives it;
+             MAX_CONCURRENT_REQUESTS and UPSTREAM_CONNECTIONS at the caller count. Reports non-2xx,
+             p50 and p99 against the critical path, event-loop delay, RSS, fds, connections, CPU`
 
 const { values } = parseArgs({
   options: {
     duration: { type: 'string' },
-    connections: { type: 'string', default: '50' },
+    connections: { type: 'string' },
     latency: { type: 'string', default: '0' },
     rate: { type: 'string' },
-    pool: { type: 'string', default: '64' },
+    pool: { type: 'string' },
     runs: { type: 'string', default: '1' },
     compare: { type: 'boolean', default: false },
     'telemetry-cost': { type: 'boolean', default: false },
     soak: { type: 'boolean', default: false },
     chaos: { type: 'string' },
+    capacity: { type: 'boolean', default: false },
+    'pace-scale': { type: 'string', default: '0.25' },
     'leaky-requests': { type: 'string', default: '2000' },
     name: { type: 'string' },
     help: { type: 'boolean', default: false }
@@ -54,18 +63,32 @@ function probability (name: string, text: string) {
   return number
 }
 
+const capacity = values.capacity
+const paceScale = Number(values['pace-scale'])
+const callers = positive('connections', values.connections ?? (capacity ? '1000' : '50'))
 const base: Omit<ScenarioOptions, 'variant'> = {
-  durationS: positive('duration', values.duration ?? (values.soak ? '600' : '30')),
-  connections: positive('connections', values.connections),
+  durationS: positive('duration', values.duration ?? (values.soak ? '600' : capacity ? '60' : '30')),
+  connections: callers,
   latencyMs: positive('latency', values.latency),
-  pool: positive('pool', values.pool),
+  pool: positive('pool', values.pool ?? (capacity ? String(Math.min(4096, callers * PEAK_CALLS_PER_ORIGIN)) : '64')),
   ...(values.rate === undefined ? {} : { rate: positive('rate', values.rate) }),
   log: (line) => console.error(`[bench] ${line}`),
   ...(values.soak ? { gcEveryMs: 30_000 } : {}),
-  ...(values.chaos === undefined ? {} : { chaos: probability('chaos', values.chaos) })
+  ...(values.chaos === undefined ? {} : { chaos: probability('chaos', values.chaos) }),
+  ...(capacity
+    ? {
+        body: JSON.stringify({ topic: 'connection pooling in Node.js', audience: 'backend engineers', keywords: ['undici'], length: 'long' }),
+        simulatorArgs: ['--pace', 'real', '--pace-scale', String(paceScale)],
+        // Node 24 in a 1 GiB container sizes the heap at about half of it (openvidu-meet#89
+        // measured 259 MB for a 512 MB limit; nodejs/node#35573).
+        nodeArgs: ['--max-old-space-size=512'],
+        pinTo: { variant: '0', others: '1' },
+        env: { MAX_CONCURRENT_REQUESTS: String(callers) }
+      }
+    : {})
 }
 const runs = Math.max(1, positive('runs', values.runs))
-const name = values.name ?? (values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : values.chaos !== undefined ? `chaos-${values.chaos}` : 'bench')
+const name = values.name ?? (capacity ? `capacity-${callers}` : values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : values.chaos !== undefined ? `chaos-${values.chaos}` : 'bench')
 
 const results: Array<{ label: string, result: ScenarioResult }> = []
 for (let run = 1; run <= runs; run++) {
@@ -77,6 +100,7 @@ for (let run = 1; run <= runs; run++) {
     continue
   }
   await service()
+  if (capacity) results.push({ label: `reference #${run}`, result: await runScenario({ ...base, variant: 'reference' }) })
   if (values.compare) results.push({ label: `reference #${run}`, result: await runScenario({ ...base, variant: 'reference' }) })
 }
 if (values.compare) {
@@ -102,7 +126,7 @@ const row = (label: string, r: ScenarioResult) =>
 
 // A run with errors measured something other than the service under load: say so, loudly. Under
 // chaos, non-2xx answers are the measurement; only transport errors and silence invalidate it.
-const failed = results.filter(({ result }) => (base.chaos === undefined ? result.non2xx : 0) + result.errors + result.timeouts > 0 || result.samples.length === 0)
+const failed = results.filter(({ result }) => (base.chaos === undefined && !capacity ? result.non2xx : 0) + result.errors + result.timeouts > 0 || result.samples.length === 0)
 const lines = [
   `# ${name}`,
   ...(failed.length === 0 ? [] : ['', `**INVALID: ${failed.map(({ label }) => label).join(', ')} had errors or stopped reporting; the figures below do not describe a healthy run.**`]),
@@ -124,6 +148,22 @@ if (values.compare) {
   const leaky = of('leaky')[0]!
   lines.push('', `The leaky variant, ${leaky.requests} requests: upstream connections open after the load ${leaky.upstream.openAfterLoad} ` +
     `(service: ${of('service')[0]!.upstream.openAfterLoad}), fds ${leaky.fds.idle} → ${leaky.fds.afterLoad}, RSS ${leaky.rssMiB.first} → ${leaky.rssMiB.max} MiB.`)
+}
+
+if (capacity) {
+  // The critical path at this pace: the image (15 s real), which the text path of a long post
+  // (about 9 s: plan, then the longest section) runs beside (bench:pace, docs/measured.md).
+  const pathMs = 15_000 * paceScale
+  const seconds = (ms: number) => (ms / 1000).toFixed(2)
+  lines.push('', `Pace scale ${paceScale}: critical path ${seconds(pathMs)} s (${seconds(pathMs / paceScale)} s real). Non-2xx must be 0; p99 / path ≤ 1.15.`, '',
+    '| run | answers | non-2xx | p50 s | p99 s | p99 / path | event-loop delay p99, max of 1 s samples | peak RSS MiB | RSS per caller KiB | peak upstream connections | fds idle → after | CPU ms / request |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|')
+  for (const { label, result } of results) {
+    const statuses = Object.entries(result.statuses).filter(([code]) => !code.startsWith('2')).map(([code, count]) => `${code}: ${count}`).join(', ') || '0'
+    const eld = Math.max(0, ...result.samples.map((sample) => sample.eventLoopDelayP99Ms))
+    const perCaller = (result.rssMiB.max - result.rssMiB.first) * 1024 / callers
+    lines.push(`| ${label} | ${result.requests} | ${statuses}${result.errors + result.timeouts > 0 ? `; ${result.errors} errors, ${result.timeouts} timeouts` : ''} | ${seconds(result.latencyMs.p50)} | ${seconds(result.latencyMs.p99)} | **${(result.latencyMs.p99 / pathMs).toFixed(2)}** | ${eld} ms | ${result.rssMiB.max} | ${perCaller.toFixed(0)} | ${result.upstream.peakSimulator} | ${result.fds.idle} → ${result.fds.afterLoad} | ${(result.cpuUsPerRequest / 1000).toFixed(1)} |`)
+  }
 }
 
 if (values['telemetry-cost']) {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
-import { startSimulatorProcess, startVariant, type Variant } from './processes.ts'
+import { pin, startSimulatorProcess, startVariant, type Variant } from './processes.ts'
 import { percentile, procConnections, processCpuMs, scrapeCounters, simulatorStats } from './sample.ts'
 
 export interface ScenarioOptions {
@@ -19,6 +19,14 @@ export interface ScenarioOptions {
   /** Probability of a random fault on every upstream call (the simulator's --fault-rate). */
   chaos?: number
   env?: Record<string, string>
+  /** The brief every caller sends (default: a medium post). */
+  body?: string
+  /** More simulator arguments (a provider's pace: --pace real --pace-scale 0.25). */
+  simulatorArgs?: string[]
+  /** Node options for the variant (its heap size). */
+  nodeArgs?: string[]
+  /** CPUs for the variant (taskset's list); the simulator and this driver get the others. */
+  pinTo?: { variant: string, others: string }
   log?: (line: string) => void
 }
 
@@ -49,13 +57,13 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 const SETTLE_MS = 5_500
 
 /** POST /generate with autocannon, bounded by `durationS` (or `amount`), at `rate` if given. */
-export function load (url: string, options: Pick<ScenarioOptions, 'connections' | 'durationS' | 'amount' | 'rate' | 'chaos'>, onResponse?: (ms: number) => void) {
+export function load (url: string, options: Pick<ScenarioOptions, 'connections' | 'durationS' | 'amount' | 'rate' | 'chaos' | 'body'>, onResponse?: (ms: number) => void) {
   return new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon({
       url,
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: options.chaos === undefined ? BRIEF : SHORT_BRIEF,
+      body: options.body ?? (options.chaos === undefined ? BRIEF : SHORT_BRIEF),
       connections: options.connections,
       duration: options.durationS,
       ...(options.amount === undefined ? {} : { amount: options.amount }),
@@ -72,13 +80,17 @@ export async function runScenario (options: ScenarioOptions) {
   // Idle sockets live 60 s on the simulator, as on real providers' front ends: only the client
   // can release them, which is what tells a pool from a leak.
   const chaosArgs = options.chaos === undefined ? [] : ['--fault-rate', String(options.chaos), '--slow-ms', '200']
-  const simulator = await startSimulatorProcess(options.latencyMs, 60_000, chaosArgs)
+  const simulator = await startSimulatorProcess(options.latencyMs, 60_000, [...chaosArgs, ...options.simulatorArgs ?? []])
   const simulatorPort = Number(new URL(simulator.origin).port)
   const target = await startVariant(options.variant, simulator.origin, options.pool, {
     ...(options.gcEveryMs === undefined ? {} : { BENCH_GC_INTERVAL_MS: String(options.gcEveryMs) }),
     ...(options.chaos === undefined ? {} : CHAOS_ENV),
     ...options.env
-  })
+  }, options.nodeArgs)
+  if (options.pinTo !== undefined) {
+    const pinned = pin(target.pid, options.pinTo.variant) && pin(simulator.pid, options.pinTo.others) && pin(process.pid, options.pinTo.others)
+    log(pinned ? `${options.variant} on CPU ${options.pinTo.variant}; simulator and driver on ${options.pinTo.others}` : 'could not pin: figures share the CPUs')
+  }
   // What the upstreams saw and what the service says it sent, before and after the load.
   const upstreamCounts = async () => {
     const stats = await simulatorStats(simulator.origin)
