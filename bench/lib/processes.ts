@@ -115,10 +115,12 @@ export async function startVariant (variant: Variant, simulatorOrigin: string, p
  */
 export function pin (pid: number, cpus: string) {
   if (availableParallelism() < 2) return false
-  try {
-    execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
+  // taskset -a walks the process's threads; one that exits meanwhile fails the call: try again.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
+      return true
+    } catch {}
   }
+  return false
 }

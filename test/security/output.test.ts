@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { safeMarkdown, safeText } from '../../src/generation/safe-output.ts'
+import fc from 'fast-check'
+import { isPlainProse, safeMarkdown, safeText, sanitiseMarkdown } from '../../src/generation/safe-output.ts'
 import { GOOD_BRIEF, startStack } from '../helper.ts'
 
 const ORIGINS = ['https://images.example']
@@ -38,6 +39,25 @@ test('what the sanitiser returns is stable: sanitising it again changes nothing'
   const input = '## A heading\n\nSome _emphasis_, **strong**, a [link](https://example.com) and `code`.\n\n- one\n- two\n\n> a quote'
   const once = safeMarkdown(input, ORIGINS)
   assert.equal(safeMarkdown(once, ORIGINS), once)
+})
+
+// The fast path returns plain prose as it is; the full pass must agree on every such text, or the
+// fast path would serve something the sanitiser would have changed.
+test('plain prose skips the Markdown round trip, and the full pass returns it unchanged: 20,000 generated lines, and every markup character sends a line the full way', () => {
+  const characters = [...'aAzZéßøçЖжλΩ中文한글0189', ...' ,.;:\'"?!()%/’‘“”–—-', ...'*_[]<>&#|~\\`=+@\n\t']
+  const line = fc.string({ unit: fc.constantFrom(...characters), minLength: 1, maxLength: 60 })
+  let plain = 0
+  fc.assert(fc.property(line, (text) => {
+    if (!isPlainProse(text)) return
+    plain++
+    assert.equal(sanitiseMarkdown(text, ORIGINS), text)
+  }), { numRuns: 20_000 })
+  assert.ok(plain > 1_000, `${plain} of the generated lines were plain prose`)
+  for (const markup of ['a *b*', 'a _b_', 'a [b](c)', 'a <b>', 'a &amp; b', 'a # b', 'a | b', 'a ~b~', 'a \\ b', 'a `b`', '1. a', '- a', 'a  b', 'see https://x.test', 'www.x.test', 'a\nb', 'a ']) {
+    assert.equal(isPlainProse(markup), false, markup)
+  }
+  // The simulator's prose, as the pipeline sees it, takes the fast path.
+  assert.equal(isPlainProse('Connection pooling keeps latency low: one Agent per process, created at start-up and closed at shutdown.'), true)
 })
 
 test('safeText leaves no markup in titles and alt text', () => {
