@@ -113,8 +113,12 @@ export async function startVariant (variant: Variant, simulatorOrigin: string, p
  * would otherwise compete with it for the same cores, and their work would count as its latency.
  * Returns false, and changes nothing, on a machine with a single core or without taskset.
  */
+const CPUS = availableParallelism()
+
 export function pin (pid: number, cpus: string) {
-  if (availableParallelism() < 2) return false
+  // Read once, before any pinning: availableParallelism() follows this process's own affinity,
+  // and reads 1 once the driver has pinned itself.
+  if (CPUS < 2) return false
   // taskset -a walks the process's threads; one that exits meanwhile fails the call: try again.
   for (let attempt = 0; attempt < 3; attempt++) {
     try {

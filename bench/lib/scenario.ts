@@ -88,8 +88,9 @@ export async function runScenario (options: ScenarioOptions) {
     ...options.env
   }, options.nodeArgs)
   if (options.pinTo !== undefined) {
-    const pinned = pin(target.pid, options.pinTo.variant) && pin(simulator.pid, options.pinTo.others) && pin(process.pid, options.pinTo.others)
-    log(pinned ? `${options.variant} on CPU ${options.pinTo.variant}; simulator and driver on ${options.pinTo.others}` : 'could not pin: figures share the CPUs')
+    const failed = [[target.pid, options.pinTo.variant, options.variant], [simulator.pid, options.pinTo.others, 'simulator'], [process.pid, options.pinTo.others, 'driver']]
+      .filter(([pid, cpus]) => !pin(pid as number, cpus as string)).map(([, , name]) => name)
+    log(failed.length === 0 ? `${options.variant} on CPU ${options.pinTo.variant}; simulator and driver on ${options.pinTo.others}` : `could not pin ${failed.join(', ')}: figures share the CPUs`)
   }
   // What the upstreams saw and what the service says it sent, before and after the load.
   const upstreamCounts = async () => {
