@@ -16,8 +16,8 @@
 // used; each load is bounded by its request count.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { Agent, request } from 'undici'
 import { freePort, liveEnv } from '../test/spawn.ts'
+import { fromCallers } from './lib/callers.ts'
 import { startProcess, type Started } from './lib/processes.ts'
 import { percentile, scrapeCounters, simulatorStats } from './lib/sample.ts'
 
@@ -49,39 +49,17 @@ async function serve (env: Record<string, string>) {
   return { service, metrics: `http://127.0.0.1:${metricsPort}/metrics` }
 }
 
-async function drive (service: Started, rounds: number) {
-  const dispatcher = new Agent({ connections: callers })
-  const answers: Answer[] = []
-  try {
-    await Promise.all(Array.from({ length: callers }, async (_, caller) => {
-      for (let round = 0; round < rounds; round++) {
-        const started = performance.now()
-        const response = await request(`${service.origin}/generate`, {
-          dispatcher,
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ topic: `fallback bench, caller ${caller}`, length: 'short' }),
-          headersTimeout: 0,
-          bodyTimeout: 0
-        })
-        const json = await response.body.json() as Record<string, any>
-        const wallMs = performance.now() - started
-        answers.push(response.statusCode === 200
-          ? {
-              status: 200,
-              wallMs,
-              // The text path, which the LLM's provider decides; the image runs beside it.
-              textMs: json.timings.planMs + json.timings.sectionsMs,
-              totalMs: json.timings.totalMs,
-              fallbackUsed: json.warnings.some((warning: { code: string }) => warning.code === 'fallback_used')
-            }
-          : { status: response.statusCode, wallMs, code: json?.error?.code, fallbackUsed: false })
+function drive (service: Started, rounds: number) {
+  return fromCallers(service.origin, { callers, rounds, brief: (caller) => ({ topic: `fallback bench, caller ${caller}`, length: 'short' }) }, (status, json, wallMs): Answer => status === 200
+    ? {
+        status,
+        wallMs,
+        // The text path, which the LLM's provider decides; the image runs beside it.
+        textMs: json.timings.planMs + json.timings.sectionsMs,
+        totalMs: json.timings.totalMs,
+        fallbackUsed: json.warnings.some((warning: { code: string }) => warning.code === 'fallback_used')
       }
-    }))
-  } finally {
-    await dispatcher.close()
-  }
-  return answers
+    : { status, wallMs, code: json?.error?.code, fallbackUsed: false })
 }
 
 function summarise (answers: Answer[]) {

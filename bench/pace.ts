@@ -6,10 +6,10 @@
 // by PID; only 127.0.0.1 is used; each load is bounded by its request count.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { Agent, request } from 'undici'
 import { freePort, liveEnv } from '../test/spawn.ts'
 import { LENGTHS } from '../src/generation/prompts.ts'
 import { writePlan } from '../src/simulator/content.ts'
+import { fromCallers } from './lib/callers.ts'
 import { startProcess } from './lib/processes.ts'
 import { median, percentile } from './lib/sample.ts'
 
@@ -41,31 +41,14 @@ async function oneRun () {
   const service = await startProcess(['--import', './dist/telemetry.js', 'dist/server.js'], {
     PORT: String(port), METRICS_PORT: String(await freePort()), ...liveEnv(simulator.origin), MAX_CONCURRENT_REQUESTS: '1000'
   }, /Server listening at (http:\/\/127\.0\.0\.1:\d+)/)
-  const dispatcher = new Agent({ connections: callers })
   try {
     const byLength: Record<string, Answer[]> = {}
     for (const length of lengths) {
-      const answers: Answer[] = []
-      await Promise.all(Array.from({ length: callers }, async (_, caller) => {
-        for (let round = 0; round < rounds; round++) {
-          const started = performance.now()
-          const response = await request(`${service.origin}/generate`, {
-            dispatcher,
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ topic: `provider pace, caller ${caller}`, length }),
-            headersTimeout: 0,
-            bodyTimeout: 0
-          })
-          const json = await response.body.json() as Answer['post'] & { error?: { code: string } }
-          answers.push({ status: response.statusCode, wallMs: performance.now() - started, ...(response.statusCode === 200 ? { post: json } : { code: json?.error?.code }) })
-        }
-      }))
-      byLength[length] = answers
+      byLength[length] = await fromCallers(service.origin, { callers, rounds, brief: (caller) => ({ topic: `provider pace, caller ${caller}`, length }) },
+        (status, json, wallMs): Answer => ({ status, wallMs, ...(status === 200 ? { post: json } : { code: json?.error?.code }) }))
     }
     return byLength
   } finally {
-    await dispatcher.close()
     await service.stop()
     await simulator.stop()
   }

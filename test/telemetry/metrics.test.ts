@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import parse, { type Family } from 'parse-prometheus-text-format'
 import { request } from 'undici'
 import { startSimulator } from '../../src/simulator/server.ts'
@@ -41,15 +41,19 @@ function readExposition (text: string) {
   return { types, series }
 }
 
+/** The service started the production way, live against `simulator`; `scrape()` reads its metrics. */
+async function production (t: TestContext, simulator: { origin: string }, env: Record<string, string> = {}) {
+  const metricsPort = await freePort()
+  const server = startServerProcess(t, { args: PRODUCTION_ARGS, env: { ...liveEnv(simulator.origin), METRICS_PORT: String(metricsPort), ...env } })
+  const origin = await server.listening
+  const scrape = async () => readExposition(await (await request(`http://127.0.0.1:${metricsPort}/metrics`)).body.text())
+  return { origin, scrape }
+}
+
 test('the production start exposes every metric family on METRICS_PORT, with counts matching the requests made', async (t) => {
   const simulator = await startSimulator({ faults: { image: { status: 500 } } })
   t.after(() => simulator.close())
-  const metricsPort = await freePort()
-  const server = startServerProcess(t, {
-    args: PRODUCTION_ARGS,
-    env: { ...liveEnv(simulator.origin), METRICS_PORT: String(metricsPort), UPSTREAM_CONNECTIONS: String(CONNECTIONS) }
-  })
-  const origin = await server.listening
+  const { origin, scrape } = await production(t, simulator, { UPSTREAM_CONNECTIONS: String(CONNECTIONS) })
 
   for (let i = 0; i < REQUESTS; i++) {
     const response = await request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(GOOD_BRIEF) })
@@ -63,9 +67,7 @@ test('the production start exposes every metric family on METRICS_PORT, with cou
   await publicMetrics.body.dump()
   await sleep(100)
 
-  const scrape = await request(`http://127.0.0.1:${metricsPort}/metrics`)
-  const text = await scrape.body.text()
-  const { types, series: families } = readExposition(text)
+  const { types, series: families } = await scrape()
   const family = (name: string) => {
     assert.ok(families.has(name), `${name} is exported`)
     return families.get(name)!
@@ -136,15 +138,10 @@ test('the production start exposes every metric family on METRICS_PORT, with cou
 test('the pool gauges read 0 once the idle keep-alive connections have closed, as the upstream sees it', async (t) => {
   const simulator = await startSimulator()
   t.after(() => simulator.close())
-  const metricsPort = await freePort()
-  const server = startServerProcess(t, {
-    args: PRODUCTION_ARGS,
-    env: { ...liveEnv(simulator.origin), METRICS_PORT: String(metricsPort), UPSTREAM_CONNECTIONS: String(CONNECTIONS), UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: '300' }
-  })
-  const origin = await server.listening
+  const service = await production(t, simulator, { UPSTREAM_CONNECTIONS: String(CONNECTIONS), UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: '300' })
+  const origin = service.origin
   const scrape = async () => {
-    const response = await request(`http://127.0.0.1:${metricsPort}/metrics`)
-    const { series } = readExposition(await response.body.text())
+    const { series } = await service.scrape()
     return (state: string) => (series.get(`content_engine_upstream_pool_${state}`)?.metrics ?? [])
       .filter((m) => m.labels?.server_address === '127.0.0.1' && m.labels?.server_port === new URL(simulator.origin).port)
       .map((m) => Number(m.value))
@@ -171,15 +168,10 @@ test('the pool gauges read 0 once the idle keep-alive connections have closed, a
 test('in-flight requests and shed requests are counted: the gauge follows admissions, and a refusal past MAX_CONCURRENT_REQUESTS is counted by reason', async (t) => {
   const simulator = await startSimulator({ faults: { llm: { delayMs: 500 } } })
   t.after(() => simulator.close())
-  const metricsPort = await freePort()
-  const server = startServerProcess(t, {
-    args: PRODUCTION_ARGS,
-    env: { ...liveEnv(simulator.origin), METRICS_PORT: String(metricsPort), MAX_CONCURRENT_REQUESTS: '2' }
-  })
-  const origin = await server.listening
+  const service = await production(t, simulator, { MAX_CONCURRENT_REQUESTS: '2' })
+  const origin = service.origin
   const scrape = async () => {
-    const response = await request(`http://127.0.0.1:${metricsPort}/metrics`)
-    const { series } = readExposition(await response.body.text())
+    const { series } = await service.scrape()
     return { inFlight: sum(series.get('content_engine_requests_in_flight')), shed: (reason: string) => sum(series.get('content_engine_requests_shed_total'), (l) => l.content_engine_shed_reason === reason) }
   }
   const generate = async () => {
