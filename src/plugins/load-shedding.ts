@@ -11,8 +11,6 @@ export interface LoadSheddingOptions {
   /** How long the delay must stay above its limit before new work is refused. */
   eventLoopDelayWindowMs: number
   maxHeapUsedRatio: number
-  /** How often the event-loop delay is sampled; tests shorten it. */
-  sampleIntervalMs?: number
 }
 
 const EXEMPT = new Set(['/healthz', '/readyz'])
@@ -30,21 +28,20 @@ function overloaded (reason: string) {
  * over the limit for `windowMs`, sample after sample, means the CPU cannot keep up with what was
  * admitted: then the work queued behind it would miss its deadlines, and new work is refused.
  */
-export function createLagMonitor ({ thresholdMs, windowMs, sampleIntervalMs = 1_000 }: { thresholdMs: number, windowMs: number, sampleIntervalMs?: number }) {
+function createLagMonitor ({ thresholdMs, windowMs }: { thresholdMs: number, windowMs: number }) {
   const resolution = 10
   const histogram = monitorEventLoopDelay({ resolution })
   histogram.enable()
-  let lagMs = 0
   let overSince: number | undefined
+  // Once a second, as @fastify/under-pressure samples.
   const timer = setInterval(() => {
-    lagMs = Math.max(0, histogram.mean / 1e6 - resolution)
+    const lagMs = Math.max(0, histogram.mean / 1e6 - resolution)
     histogram.reset()
     if (Number.isNaN(lagMs) || lagMs > thresholdMs) overSince ??= performance.now()
     else overSince = undefined
-  }, sampleIntervalMs)
+  }, 1_000)
   timer.unref()
   return {
-    get lagMs () { return lagMs },
     get overloaded () { return overSince !== undefined && performance.now() - overSince >= windowMs },
     close () {
       clearInterval(timer)
@@ -67,7 +64,7 @@ async function loadShedding (app: FastifyInstance, options: LoadSheddingOptions)
       throw overloaded(type)
     }
   })
-  const lag = createLagMonitor({ thresholdMs: options.maxEventLoopDelayMs, windowMs: options.eventLoopDelayWindowMs, sampleIntervalMs: options.sampleIntervalMs })
+  const lag = createLagMonitor({ thresholdMs: options.maxEventLoopDelayMs, windowMs: options.eventLoopDelayWindowMs })
   app.addHook('onClose', async () => lag.close())
   app.addHook('onRequest', async (request: FastifyRequest) => {
     if (lag.overloaded && !EXEMPT.has(request.url)) throw overloaded('eventLoopDelay')
