@@ -2,6 +2,15 @@
 // longer than the p95 its kind has shown, send a second one and take whichever answers first;
 // the loser is aborted. A token bucket caps hedges at `ratio` of calls plus a small reserve, so a
 // backend that is slow for everyone gets at most that much extra load (grafana/loki#4826 on hedging amplifying load).
+//
+// Hedges are also paced: each one holds a slot for one p95, and there are `ratio` of the kind's
+// calls in flight, at least two. A call that comes due while the slots or the tokens are taken
+// waits, oldest first, and is hedged when both are free, unless it answers first. Without this a
+// burst of calls that cross the p95 together (a load step, a GC pause: slowness a second copy
+// cannot cure) spent the whole reserve at once, and the calls that were really stuck, the ones
+// hedging is for, found it empty. Waiting sorts them: an ordinary tail call answers while it waits
+// and leaves the queue; a stuck one is still there when a slot frees. The floor of two keeps a few
+// stragglers, when little else is in flight, from being hedged one p95 apart.
 // Only for pure reads that cost little: Natural Language. Never for LLM or image calls, which are
 // billed per attempt and answer differently each time.
 import { hedges } from '../telemetry/instruments.ts'
@@ -25,6 +34,12 @@ interface Kind {
   next: number
   p95: number | undefined
   tokens: number
+  /** Calls of this kind running, first copies only. */
+  inFlight: number
+  /** Second copies out. */
+  hedging: number
+  /** Calls past their p95 waiting for a slot or a token, oldest first (a Set keeps insertion order). */
+  waiting: Set<() => void>
 }
 
 export type Hedged<T> = (signal: AbortSignal) => Promise<T>
@@ -38,7 +53,7 @@ export function createHedger (options: HedgeOptions) {
   function kindFor (name: string) {
     let kind = kinds.get(name)
     if (kind === undefined) {
-      kind = { latencies: [], next: 0, p95: undefined, tokens: reserve }
+      kind = { latencies: [], next: 0, p95: undefined, tokens: reserve, inFlight: 0, hedging: 0, waiting: new Set() }
       kinds.set(name, kind)
     }
     return kind
@@ -54,6 +69,15 @@ export function createHedger (options: HedgeOptions) {
     }
   }
 
+  /** Hedges the oldest waiting calls while a slot and a token are free. */
+  function drain (kind: Kind) {
+    for (const hedge of kind.waiting) {
+      if (kind.tokens < 1 || kind.hedging >= Math.max(2, Math.ceil(options.ratio * kind.inFlight))) return
+      kind.waiting.delete(hedge)
+      hedge()
+    }
+  }
+
   return {
     /**
      * Runs `call`, and a second copy once the first has been out longer than the kind's p95, if
@@ -64,6 +88,7 @@ export function createHedger (options: HedgeOptions) {
     run<T> (name: string, signal: AbortSignal | undefined, call: Hedged<T>): Promise<T> {
       const kind = kindFor(name)
       kind.tokens = Math.min(reserve, kind.tokens + options.ratio)
+      kind.inFlight++
       const delay = options.ratio > 0 ? kind.p95 : undefined
       return new Promise<T>((resolve, reject) => {
         const copies: AbortController[] = []
@@ -73,7 +98,9 @@ export function createHedger (options: HedgeOptions) {
 
         const finish = () => {
           settled = true
+          kind.inFlight--
           clearTimeout(timer)
+          if (kind.waiting.delete(hedge)) hedges.add(1, { 'content_engine.upstream.call': name, 'content_engine.hedge.outcome': 'over_budget' })
           signal?.removeEventListener('abort', onAbort)
           for (const copy of copies) copy.abort(new Error('hedge: the other copy answered first'))
         }
@@ -84,7 +111,7 @@ export function createHedger (options: HedgeOptions) {
         }
         signal?.addEventListener('abort', onAbort, { once: true })
 
-        const launch = (hedge: boolean) => {
+        const launch = (second: boolean) => {
           const controller = new AbortController()
           copies.push(controller)
           running++
@@ -92,7 +119,7 @@ export function createHedger (options: HedgeOptions) {
           call(signal === undefined ? controller.signal : AbortSignal.any([signal, controller.signal])).then((value) => {
             if (settled) return
             record(kind, performance.now() - started)
-            if (hedge) hedges.add(1, { 'content_engine.upstream.call': name, 'content_engine.hedge.outcome': 'won' })
+            if (second) hedges.add(1, { 'content_engine.upstream.call': name, 'content_engine.hedge.outcome': 'won' })
             finish()
             resolve(value)
           }, (error: unknown) => {
@@ -101,23 +128,33 @@ export function createHedger (options: HedgeOptions) {
             finish()
             reject(error)
           })
+          if (second) {
+            // The slot is held for one p95, however fast the copy is: that paces hedges at so many
+            // per p95, and a burst's ordinary tail calls answer in the meantime and leave the queue.
+            setTimeout(() => {
+              kind.hedging--
+              drain(kind)
+            }, delay).unref()
+          }
+        }
+        function hedge () {
+          kind.tokens -= 1
+          kind.hedging++
+          hedges.add(1, { 'content_engine.upstream.call': name, 'content_engine.hedge.outcome': 'sent' })
+          launch(true)
         }
 
         launch(false)
+        drain(kind)
         if (delay === undefined) return
         timer = setTimeout(() => {
           timer = undefined
-          if (kind.tokens < 1) {
-            hedges.add(1, { 'content_engine.upstream.call': name, 'content_engine.hedge.outcome': 'over_budget' })
-            return
-          }
-          kind.tokens -= 1
-          hedges.add(1, { 'content_engine.upstream.call': name, 'content_engine.hedge.outcome': 'sent' })
-          launch(true)
+          kind.waiting.add(hedge)
+          drain(kind)
         }, delay)
       })
     },
-    stats: () => Object.fromEntries([...kinds].map(([name, kind]) => [name, { p95Ms: kind.p95, samples: kind.latencies.length, budget: kind.tokens }]))
+    stats: () => Object.fromEntries([...kinds].map(([name, kind]) => [name, { p95Ms: kind.p95, samples: kind.latencies.length, budget: kind.tokens, inFlight: kind.inFlight, hedging: kind.hedging, waiting: kind.waiting.size }]))
   }
 }
 

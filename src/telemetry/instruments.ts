@@ -29,7 +29,7 @@ export const upstreamAttempts = meter.createCounter('content_engine.upstream.att
 })
 
 export const hedges = meter.createCounter('content_engine.upstream.hedges', {
-  description: 'Hedged Natural Language calls, by outcome: sent (a second copy went out), won (the second copy answered first), over_budget (one was due but the budget was spent).',
+  description: 'Hedged Natural Language calls, by outcome: sent (a second copy went out), won (the second copy answered first), over_budget (one was due, but the call ended before a token and a slot were free).',
   valueType: ValueType.INT
 })
 
