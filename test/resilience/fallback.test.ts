@@ -96,6 +96,28 @@ test('no first token within the first-token timeout: the call moves to the fallb
   assert.deepEqual(llmCalls(fallback).map((call) => call.kind), ['plan'])
 })
 
+test('a 429 that asks for longer than the request can wait moves the call to the fallback; a short one is waited out on the primary', async (t) => {
+  const long = await chain(t, { primary: { faults: { llm: { status: 429, retryAfter: '120' } } } })
+  const moved = await long.generate()
+  assert.equal(moved.status, 200)
+  assert.deepEqual(moved.body.warnings.map((w: { code: string, step: string }) => `${w.step} ${w.code}`), ['plan fallback_used', 'sections fallback_used'])
+  assert.equal(llmCalls(long.primary)[0]!.kind, 'plan', 'the primary was tried first')
+
+  const short = await chain(t, { primary: { faults: { llm: { status: 429, retryAfter: '1', times: 1 } } } })
+  const waited = await short.generate()
+  assert.equal(waited.status, 200)
+  assert.deepEqual(waited.body.warnings, [])
+  assert.equal(llmCalls(short.fallback).length, 0, 'a wait the request can afford is no reason to leave the primary')
+})
+
+test('a quota-exhausted 429 moves the call to the fallback', async (t) => {
+  const { primary, fallback, generate } = await chain(t, { primary: { faults: { llm: { quota: true } } } })
+  const { status, body } = await generate()
+  assert.equal(status, 200)
+  assert.ok(body.warnings.some((w: { code: string }) => w.code === 'fallback_used'))
+  assert.ok(llmCalls(primary).length > 0 && llmCalls(fallback).length > 0)
+})
+
 test('both providers down: 502 upstream_error, as without a fallback', async (t) => {
   const { primary, fallback, generate } = await chain(t, { primary: { faults: { llm: { status: 503 } } }, fallback: { faults: { llm: { status: 500 } } } })
   const { status, body } = await generate()
