@@ -20,7 +20,7 @@ export { simulatorUpstreams, requiredLiveVariables, type Upstreams, type Upstrea
 
 // Base URLs only make sense against real providers; setting one while the simulator is in use
 // is almost always a forgotten PROVIDERS=live, so it is refused rather than silently ignored.
-const LIVE_ONLY = ['LLM_BASE_URL', 'LLM_FALLBACK_BASE_URL', 'IMAGE_BASE_URL', 'LANGUAGE_BASE_URL', 'STORAGE_BASE_URL'] as const
+const LIVE_ONLY = ['LLM_BASE_URL', 'LLM_FALLBACK_BASE_URL', 'IMAGE_BASE_URL', 'IMAGE_FALLBACK_BASE_URL', 'LANGUAGE_BASE_URL', 'STORAGE_BASE_URL'] as const
 
 const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
@@ -53,6 +53,10 @@ const envSchema = z.object({
   IMAGE_MODEL: optionalText,
   IMAGE_SIZE: z.string().regex(/^\d{2,5}x\d{2,5}$/, 'expected WIDTHxHEIGHT, e.g. 1024x1024').default('1024x1024'),
   IMAGE_MAX_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  // Vertex AI Imagen, for images the first provider fails (upstreams.ts): base URL up to the location.
+  IMAGE_FALLBACK_BASE_URL: optionalUrl,
+  IMAGE_FALLBACK_API_KEY: optionalText,
+  IMAGE_FALLBACK_MODEL: optionalText,
   // Origins an image URL may come from (DALL·E answers with URLs on its own blob storage).
   IMAGE_URL_ORIGINS: commaList
     .pipe(z.array(z.url({ protocol: /^https?$/ }).transform((url) => new URL(url).origin))),
@@ -171,6 +175,9 @@ const envSchema = z.object({
     }
     for (const name of ['LLM_FALLBACK_MODEL', 'LLM_FALLBACK_API_KEY'] as const) {
       if (env[name] !== undefined && env.LLM_FALLBACK_BASE_URL === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'only used with LLM_FALLBACK_BASE_URL; set it or unset this' })
+    }
+    for (const name of ['IMAGE_FALLBACK_MODEL', 'IMAGE_FALLBACK_API_KEY'] as const) {
+      if (env[name] !== undefined && env.IMAGE_FALLBACK_BASE_URL === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'only used with IMAGE_FALLBACK_BASE_URL; set it or unset this' })
     }
     if (env.IMAGE_BUCKET !== undefined && !onGoogleCloud(env)) {
       ctx.addIssue({ code: 'custom', path: ['IMAGE_BUCKET'], message: 'needs Google credentials: run on Cloud Run or set GCE_METADATA_HOST' })

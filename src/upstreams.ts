@@ -17,7 +17,7 @@ export function onGoogleCloud (env: { K_SERVICE?: string | undefined, GCE_METADA
 const isVertex = (url: string | undefined) => url !== undefined && URL.canParse(url) && VERTEX_AI.test(new URL(url).hostname)
 
 /** The live-mode variables that must be set, given where the service runs and what it calls. */
-export function requiredLiveVariables (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined, LLM_BASE_URL?: string | undefined, LLM_FALLBACK_BASE_URL?: string | undefined }) {
+export function requiredLiveVariables (env: { K_SERVICE?: string | undefined, GCE_METADATA_HOST?: string | undefined, LLM_BASE_URL?: string | undefined, LLM_FALLBACK_BASE_URL?: string | undefined, IMAGE_FALLBACK_BASE_URL?: string | undefined }) {
   const google = onGoogleCloud(env)
   return [
     ...LIVE_REQUIRED,
@@ -27,7 +27,10 @@ export function requiredLiveVariables (env: { K_SERVICE?: string | undefined, GC
     // A fallback LLM is optional; once its URL is set, it needs a model, and a key unless it is
     // Vertex AI on Google Cloud.
     ...(env.LLM_FALLBACK_BASE_URL === undefined ? [] : ['LLM_FALLBACK_MODEL'] as const),
-    ...(env.LLM_FALLBACK_BASE_URL === undefined || (google && isVertex(env.LLM_FALLBACK_BASE_URL)) ? [] : ['LLM_FALLBACK_API_KEY'] as const)
+    ...(env.LLM_FALLBACK_BASE_URL === undefined || (google && isVertex(env.LLM_FALLBACK_BASE_URL)) ? [] : ['LLM_FALLBACK_API_KEY'] as const),
+    // The same for the image fallback, Imagen.
+    ...(env.IMAGE_FALLBACK_BASE_URL === undefined ? [] : ['IMAGE_FALLBACK_MODEL'] as const),
+    ...(env.IMAGE_FALLBACK_BASE_URL === undefined || (google && isVertex(env.IMAGE_FALLBACK_BASE_URL)) ? [] : ['IMAGE_FALLBACK_API_KEY'] as const)
   ]
 }
 
@@ -52,6 +55,13 @@ export interface UpstreamTarget {
   readonly maxCompletionTokens?: number
 }
 
+export interface ImagenTarget extends UpstreamTarget {
+  readonly provider: string
+  /** Imagen's nearest aspect ratio to IMAGE_SIZE: it takes a ratio, not a size. */
+  readonly aspectRatio: string
+  readonly maxBytes: number
+}
+
 export interface LlmTarget extends UpstreamTarget {
   /** providerName() of its base URL: the label on its usage, metrics and fallback warnings. */
   readonly provider: string
@@ -62,6 +72,8 @@ export interface Upstreams {
   /** Where an LLM call goes when the primary fails it before any token (LLM_FALLBACK_*). */
   readonly llmFallback: LlmTarget | undefined
   readonly image: UpstreamTarget & { readonly size: string, readonly maxBytes: number, readonly urlOrigins: readonly string[] }
+  /** Vertex AI Imagen, where the image goes when the primary fails it (IMAGE_FALLBACK_*). */
+  readonly imageFallback: ImagenTarget | undefined
   readonly language: Omit<UpstreamTarget, 'model'>
   /** Where base64 images are uploaded, when IMAGE_BUCKET is set. */
   readonly storage: { readonly baseUrl: string, readonly bucket: string } | undefined
@@ -91,6 +103,16 @@ export function liveUpstreams (env: Env): Upstreams {
       maxBytes: env.IMAGE_MAX_BYTES,
       urlOrigins: [new URL(env.IMAGE_BASE_URL!).origin, ...(env.IMAGE_BUCKET === undefined ? [] : [new URL(env.STORAGE_BASE_URL ?? 'https://storage.googleapis.com').origin]), ...env.IMAGE_URL_ORIGINS]
     },
+    imageFallback: env.IMAGE_FALLBACK_BASE_URL === undefined
+      ? undefined
+      : {
+          baseUrl: env.IMAGE_FALLBACK_BASE_URL,
+          apiKey: env.IMAGE_FALLBACK_API_KEY,
+          model: env.IMAGE_FALLBACK_MODEL!,
+          provider: providerName(env.IMAGE_FALLBACK_BASE_URL),
+          aspectRatio: aspectRatio(env.IMAGE_SIZE),
+          maxBytes: env.IMAGE_MAX_BYTES
+        },
     language: { baseUrl: env.LANGUAGE_BASE_URL ?? 'https://language.googleapis.com', apiKey: env.LANGUAGE_API_KEY },
     storage: env.IMAGE_BUCKET === undefined ? undefined : { baseUrl: env.STORAGE_BASE_URL ?? 'https://storage.googleapis.com', bucket: env.IMAGE_BUCKET },
     metadataHost: onGoogleCloud(env) ? env.GCE_METADATA_HOST ?? 'metadata.google.internal' : undefined
@@ -102,12 +124,26 @@ export function simulatorUpstreams (config: Config, origin: string): Upstreams {
   return deepFreeze({
     llm: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.llm.model ?? 'simulator-llm', maxCompletionTokens: config.llm.maxCompletionTokens, provider: 'simulator' },
     llmFallback: undefined,
+    imageFallback: undefined,
     image: { baseUrl: `${origin}/v1`, apiKey: 'simulator', model: config.image.model ?? 'simulator-image', size: config.image.size, maxBytes: config.image.maxBytes, urlOrigins: [origin, ...config.image.urlOrigins] },
     language: { baseUrl: origin, apiKey: undefined },
     // The simulator also plays the metadata server and Cloud Storage, so those paths run locally too.
     storage: config.image.bucket === undefined ? undefined : { baseUrl: origin, bucket: config.image.bucket },
     metadataHost: new URL(origin).host
   })
+}
+
+// The ratios Imagen accepts (cloud.google.com/vertex-ai/generative-ai/docs/image/configure-aspect-ratio).
+const IMAGEN_RATIOS = ['1:1', '3:4', '4:3', '9:16', '16:9'] as const
+
+/** The Imagen ratio nearest to a WIDTHxHEIGHT size, by the logarithm of width over height. */
+export function aspectRatio (size: string) {
+  const [width, height] = size.split('x').map(Number) as [number, number]
+  const distance = (ratio: string) => {
+    const [w, h] = ratio.split(':').map(Number) as [number, number]
+    return Math.abs(Math.log(width / height) - Math.log(w / h))
+  }
+  return IMAGEN_RATIOS.reduce((best, ratio) => distance(ratio) < distance(best) ? ratio : best)
 }
 
 const distinct = (name: string, taken: string) => name === taken ? `${name} (fallback)` : name

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ConfigError, loadConfig, simulatorUpstreams } from '../src/config.ts'
+import { aspectRatio } from '../src/upstreams.ts'
 
 const LIVE = {
   PROVIDERS: 'live',
@@ -90,6 +91,18 @@ test('IMAGE_BUCKET needs Google credentials, and the metadata host can be pointe
   const config = loadConfig({ ...LIVE, IMAGE_BUCKET: 'posts', GCE_METADATA_HOST: '127.0.0.1:8999' })
   assert.deepEqual(config.upstreams?.storage, { baseUrl: 'https://storage.googleapis.com', bucket: 'posts' })
   assert.equal(config.upstreams?.metadataHost, '127.0.0.1:8999')
+})
+
+test('an image fallback (Imagen): its URL needs a model and a key (not for Vertex AI on Google Cloud), and IMAGE_SIZE becomes the nearest ratio Imagen takes', () => {
+  const VERTEX = 'https://europe-west1-aiplatform.googleapis.com/v1/projects/demo/locations/europe-west1'
+  assert.throws(() => loadConfig({ ...LIVE, IMAGE_FALLBACK_BASE_URL: VERTEX }), (error: Error) => /IMAGE_FALLBACK_MODEL/.test(error.message) && /IMAGE_FALLBACK_API_KEY/.test(error.message))
+  assert.throws(() => loadConfig({ ...LIVE, IMAGE_FALLBACK_MODEL: 'imagen-4.0-generate-001' }), /only used with IMAGE_FALLBACK_BASE_URL[^\n]*\s+→ at IMAGE_FALLBACK_MODEL/)
+  assert.throws(() => loadConfig({ IMAGE_FALLBACK_BASE_URL: VERTEX }), /IMAGE_FALLBACK_BASE_URL/, 'live only, like every base URL')
+  const onCloudRun = loadConfig({ ...LIVE, K_SERVICE: 'content-engine', IMAGE_FALLBACK_BASE_URL: VERTEX, IMAGE_FALLBACK_MODEL: 'imagen-4.0-generate-001', IMAGE_SIZE: '1792x1024' })
+  assert.deepEqual(onCloudRun.upstreams?.imageFallback, { baseUrl: VERTEX, apiKey: undefined, model: 'imagen-4.0-generate-001', provider: 'gcp.vertex_ai', aspectRatio: '16:9', maxBytes: 4 * 1024 * 1024 })
+  for (const [size, ratio] of [['1024x1024', '1:1'], ['1024x1536', '3:4'], ['1536x1024', '4:3'], ['1024x1792', '9:16'], ['3000x1000', '16:9']]) {
+    assert.equal(aspectRatio(size!), ratio, size)
+  }
 })
 
 test('a fallback LLM: its URL needs a model and a key (not for Vertex AI on Google Cloud), and neither is accepted without the URL', () => {

@@ -4,10 +4,10 @@ import type { Upstreams } from '../config.ts'
 import type { LlmTarget } from '../upstreams.ts'
 import { ServiceError, type ErrorCode } from '../errors.ts'
 import type { TokenSource } from '../providers/google-token.ts'
-import { dataUrl, generateImage } from '../providers/image.ts'
+import { dataUrl, generateImage, generateImagen } from '../providers/image.ts'
 import { analyzeSentiment, extractKeywords } from '../providers/language.ts'
 import type { ChatMessage, TokenUsage } from '../providers/llm.ts'
-import { streamCompletion, type StreamTimeouts } from '../providers/llm-stream.ts'
+import { fallsBack, streamCompletion, type StreamTimeouts } from '../providers/llm-stream.ts'
 import { parseAnswer } from '../providers/http.ts'
 import { uploadImage } from '../providers/storage.ts'
 import type { Guard } from '../resilience/guard.ts'
@@ -99,8 +99,22 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
     deps.events?.warning(warning)
   }
 
+  // The primary, and once on Imagen if it fails the way an LLM call moves on (fallsBack): the
+  // image step's own time limit covers both.
+  async function drawImage (stepSignal: AbortSignal) {
+    const prompt = imagePrompt(brief)
+    try {
+      return await generateImage({ ...context, target: upstreams.image, signal: stepSignal }, prompt)
+    } catch (error) {
+      const fallback = upstreams.imageFallback
+      if (fallback === undefined || !fallsBack(error, { signal: stepSignal })) throw error
+      warn('image', 'fallback_used', `The primary image API failed (${(error as ServiceError).code}); ${fallback.provider} drew the image.`, fallback.provider)
+      return await generateImagen({ ...context, target: fallback, token, signal: stepSignal }, prompt)
+    }
+  }
+
   async function heroImage (stepSignal: AbortSignal) {
-    const image = await generateImage({ ...context, target: upstreams.image, signal: stepSignal }, imagePrompt(brief))
+    const image = await drawImage(stepSignal)
     if ('url' in image) {
       if (allowedImage(image.url, upstreams.image.urlOrigins)) return image
       throw new ServiceError('upstream_bad_response', {

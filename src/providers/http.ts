@@ -3,7 +3,7 @@ import type { z } from 'zod'
 import { ServiceError } from '../errors.ts'
 import type { Guard } from '../resilience/guard.ts'
 
-export type UpstreamName = 'llm' | 'image' | 'language' | 'metadata' | 'storage' | 'google-certs'
+export type UpstreamName = 'llm' | 'image' | 'image.fallback' | 'language' | 'metadata' | 'storage' | 'google-certs'
 
 export interface RequestJsonOptions<T> {
   dispatcher: Dispatcher

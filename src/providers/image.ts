@@ -1,8 +1,10 @@
 import { z } from 'zod'
 import type { Upstreams } from '../config.ts'
 import { ServiceError } from '../errors.ts'
-import { postJson, type CallContext } from './http.ts'
-import { trimSlash } from './llm.ts'
+import type { ImagenTarget } from '../upstreams.ts'
+import type { TokenSource } from './google-token.ts'
+import { postJson, type CallContext, type UpstreamName } from './http.ts'
+import { bearer, trimSlash } from './llm.ts'
 
 // OpenAI Images. DALL·E answers with `url`; newer models answer with `b64_json` only.
 const imagesResponse = z.object({
@@ -38,11 +40,43 @@ export async function generateImage (call: ImageCall, prompt: string): Promise<G
   const first = answer.data[0]!
   if (first.url !== undefined) return { url: first.url }
 
-  const bytes = Buffer.from(first.b64_json!, 'base64')
-  if (bytes.length > target.maxBytes) {
+  return decoded(first.b64_json!, target.maxBytes, 'image')
+}
+
+// Vertex AI Imagen's predict: one sample, answered in base64 (research notes, "Vertex AI Imagen").
+const predictResponse = z.object({
+  predictions: z.array(z.object({ bytesBase64Encoded: z.base64(), mimeType: z.string().optional() })).min(1)
+})
+
+export interface ImagenCall extends CallContext {
+  target: ImagenTarget
+  token?: TokenSource | undefined
+}
+
+/** The image from Imagen, where it goes when the primary image API fails it (IMAGE_FALLBACK_*). */
+export async function generateImagen (call: ImagenCall, prompt: string): Promise<GeneratedImage> {
+  const { target } = call
+  const answer = await postJson({
+    dispatcher: call.dispatcher,
+    upstream: 'image.fallback',
+    url: `${trimSlash(target.baseUrl)}/publishers/google/models/${encodeURIComponent(target.model)}:predict`,
+    headers: await bearer(target.apiKey, call.token),
+    body: { instances: [{ prompt }], parameters: { sampleCount: 1, aspectRatio: target.aspectRatio } },
+    schema: predictResponse,
+    maxResponseBytes: Math.ceil(target.maxBytes * 4 / 3) + ENVELOPE_BYTES,
+    signal: call.signal,
+    guard: call.guard,
+    deadlineAt: call.deadlineAt
+  })
+  return decoded(answer.predictions[0]!.bytesBase64Encoded, target.maxBytes, 'image.fallback')
+}
+
+function decoded (base64: string, maxBytes: number, upstream: UpstreamName) {
+  const bytes = Buffer.from(base64, 'base64')
+  if (bytes.length > maxBytes) {
     throw new ServiceError('upstream_response_too_large', {
-      message: `The generated image is ${bytes.length} bytes, above IMAGE_MAX_BYTES (${target.maxBytes}).`,
-      details: { upstream: 'image', bytes: bytes.length, limit: target.maxBytes }
+      message: `The generated image is ${bytes.length} bytes, above IMAGE_MAX_BYTES (${maxBytes}).`,
+      details: { upstream, bytes: bytes.length, limit: maxBytes }
     })
   }
   return { bytes, contentType: sniffMediaType(bytes) }

@@ -42,6 +42,8 @@ const ROUTES: Record<string, Endpoint> = {
 }
 // Vertex AI's OpenAI-compatible Chat Completions, as a fallback LLM is configured on Google Cloud.
 const VERTEX_CHAT = /^\/v1\/projects\/[^/]+\/locations\/[^/]+\/endpoints\/openapi\/chat\/completions$/
+// Vertex AI Imagen's predict, as an image fallback is configured on Google Cloud.
+const IMAGEN_PREDICT = /^\/v1\/projects\/[^/]+\/locations\/[^/]+\/publishers\/google\/models\/[^/:]+:predict$/
 const MAX_CALL_RECORDS = 1_000
 const MAX_OBJECTS = 100
 const METADATA_TOKEN_PATH = '/computeMetadata/v1/instance/service-accounts/default/token'
@@ -52,8 +54,8 @@ export async function startSimulator (options: SimulatorOptions = {}) {
   const faultHits: Record<Endpoint, number> = { llm: 0, image: 0, sentiment: 0, entities: 0 }
   const imageFormat = options.imageFormat ?? 'url'
   const calls: CallRecord[] = []
-  // The last body of each LLM call kind, so tests can read exactly what the service sent.
-  const lastBodies: { plan?: Record<string, unknown>, section?: Record<string, unknown> } = {}
+  // The last body of each LLM call kind, and of the image, so tests can read exactly what the service sent.
+  const lastBodies: { plan?: Record<string, unknown>, section?: Record<string, unknown>, image?: Record<string, unknown> } = {}
   const requests: Record<Endpoint | 'metadata' | 'storage', number> = { llm: 0, image: 0, sentiment: 0, entities: 0, metadata: 0, storage: 0 }
   // Uploaded objects, served back at /BUCKET/NAME; the oldest go first past MAX_OBJECTS.
   const objects = new Map<string, { data: Buffer, contentType: string }>()
@@ -88,7 +90,8 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     if (req.method === 'POST' && pathname.startsWith('/upload/storage/v1/b/')) return upload(req, res)
     const object = req.method === 'GET' ? objects.get(decodeURIComponent(pathname.slice(1))) : undefined
     if (object !== undefined) return sendBytes(res, object.data, object.contentType)
-    const endpoint = req.method === 'POST' ? ROUTES[pathname] ?? (VERTEX_CHAT.test(pathname) ? 'llm' : undefined) : undefined
+    const imagen = IMAGEN_PREDICT.test(pathname)
+    const endpoint = req.method === 'POST' ? ROUTES[pathname] ?? (VERTEX_CHAT.test(pathname) ? 'llm' : imagen ? 'image' : undefined) : undefined
     if (endpoint === undefined) return send(res, 404, { error: { message: `no route for ${req.method} ${pathname}` } })
 
     countApiSocket(req.socket)
@@ -116,6 +119,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
         record.kind = llmKind(body)
         lastBodies[record.kind] = body
       }
+      if (endpoint === 'image') lastBodies.image = body
       const headerFault = req.headers['x-sim-fault']
       let fault = typeof headerFault === 'string' ? parseFault(headerFault) : faults[endpoint] ?? {}
       if (fault.kind !== undefined && fault.kind !== record.kind) fault = {}
@@ -129,7 +133,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       }
       if (fault.quota) fault = { ...fault, status: 429 }
       if (endpoint === 'llm' && fault.status === undefined) return await llm(req, res, body, fault, deadline, record.kind!, controller.signal)
-      const answer = fault.status === undefined ? answerFor(endpoint, body, req) : undefined
+      const answer = fault.status === undefined ? (imagen ? imagenPrediction(body, req) : answerFor(endpoint, body, req)) : undefined
       const paced = endpoint === 'image' ? options.pace?.imageMs ?? 0 : endpoint === 'llm' ? 0 : options.pace?.languageMs ?? 0
       const wait = deadline + paced - performance.now() + (fault.delayMs ?? 0)
       if (wait > 0) await sleep(wait, undefined, { signal: controller.signal })
@@ -244,6 +248,17 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     const created = Math.floor(Date.now() / 1000)
     if (imageFormat === 'b64') return { created, data: [{ b64_json: pngImage(id).toString('base64') }] }
     return { created, data: [{ url: `${origin}/__sim/images/${id}.svg`, revised_prompt: body.prompt }] }
+  }
+
+  // Imagen answers in base64 whatever imageFormat says: it has no URL form.
+  function imagenPrediction (body: Record<string, unknown>, req: IncomingMessage) {
+    if (!/^Bearer \S+/.test(req.headers.authorization ?? '')) throw new HttpError(401, 'missing bearer token')
+    const prompt = (body.instances as Array<{ prompt?: unknown }> | undefined)?.[0]?.prompt
+    if (typeof prompt !== 'string' || prompt === '') throw new HttpError(400, 'instances[0].prompt is required')
+    const parameters = body.parameters as { sampleCount?: unknown, aspectRatio?: unknown } | undefined
+    if (parameters?.sampleCount !== undefined && parameters.sampleCount !== 1) throw new HttpError(400, 'the simulator draws one sample')
+    if (parameters?.aspectRatio !== undefined && !['1:1', '3:4', '4:3', '9:16', '16:9'].includes(String(parameters.aspectRatio))) throw new HttpError(400, `aspectRatio ${String(parameters.aspectRatio)} is not supported`)
+    return { predictions: [{ bytesBase64Encoded: pngImage(imageId(prompt)).toString('base64'), mimeType: 'image/png' }] }
   }
 
   const address = await new Promise<AddressInfo>((resolve, reject) => {

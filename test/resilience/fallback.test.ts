@@ -10,6 +10,8 @@ import { liveEnv } from '../spawn.ts'
 // The fallback LLM is a second simulator on its own port, reached at Vertex AI's
 // OpenAI-compatible path, with its own faults: every rule of the chain over real sockets.
 const VERTEX_PATH = '/v1/projects/demo/locations/europe-west1/endpoints/openapi'
+// The image fallback, Imagen, at Vertex AI's predict path under the same location.
+const IMAGEN_BASE = '/v1/projects/demo/locations/europe-west1'
 
 async function chain (t: TestContext, options: { primary?: SimulatorOptions, fallback?: SimulatorOptions, env?: Record<string, string> } = {}) {
   const primary = await startSimulator(options.primary)
@@ -20,6 +22,9 @@ async function chain (t: TestContext, options: { primary?: SimulatorOptions, fal
     LLM_FALLBACK_BASE_URL: `${fallback.origin}${VERTEX_PATH}`,
     LLM_FALLBACK_MODEL: 'google/gemini-2.5-flash',
     LLM_FALLBACK_API_KEY: 'fallback-key',
+    IMAGE_FALLBACK_BASE_URL: `${fallback.origin}${IMAGEN_BASE}`,
+    IMAGE_FALLBACK_MODEL: 'imagen-4.0-generate-001',
+    IMAGE_FALLBACK_API_KEY: 'imagen-key',
     UPSTREAM_BACKOFF_BASE_MS: '5',
     ...options.env
   })
@@ -30,11 +35,11 @@ async function chain (t: TestContext, options: { primary?: SimulatorOptions, fal
     await primary.close()
     await fallback.close()
   })
-  const generate = async () => {
-    const response = await app.inject({ method: 'POST', url: '/generate', payload: GOOD_BRIEF })
+  const generate = async (payload: object = GOOD_BRIEF) => {
+    const response = await app.inject({ method: 'POST', url: '/generate', payload })
     return { status: response.statusCode, body: response.json() }
   }
-  return { app, primary, fallback, generate, names: { primary: config.upstreams!.llm.provider, fallback: config.upstreams!.llmFallback!.provider } }
+  return { app, primary, fallback, generate, names: { primary: config.upstreams!.llm.provider, fallback: config.upstreams!.llmFallback!.provider, imageFallback: config.upstreams!.imageFallback!.provider } }
 }
 
 const llmCalls = (simulator: Simulator) => simulator.calls.filter((call) => call.endpoint === 'llm')
@@ -116,6 +121,31 @@ test('a quota-exhausted 429 moves the call to the fallback', async (t) => {
   assert.equal(status, 200)
   assert.ok(body.warnings.some((w: { code: string }) => w.code === 'fallback_used'))
   assert.ok(llmCalls(primary).length > 0 && llmCalls(fallback).length > 0)
+})
+
+const imageCalls = (simulator: Simulator) => simulator.calls.filter((call) => call.endpoint === 'image')
+
+test('the primary image API in a 503 storm: Imagen draws the image, with fallback_used; a 401 is surfaced, not hidden', async (t) => {
+  const { primary, fallback, generate, names } = await chain(t, { primary: { faults: { image: { status: 503 } } } })
+  const { status, body } = await generate({ ...GOOD_BRIEF, image: true })
+  assert.equal(status, 200)
+  assert.match(body.image.url, /^data:image\/png;base64,/)
+  assert.deepEqual(body.warnings.map((w: { code: string, step: string, provider?: string }) => [w.step, w.code, w.provider]), [['image', 'fallback_used', names.imageFallback]])
+  assert.ok(imageCalls(primary).length >= 1)
+  // Imagen's predict, with its own key: one sample, at the ratio nearest IMAGE_SIZE (1024x1024).
+  const sent = imageCalls(fallback)
+  assert.equal(sent.length, 1)
+  assert.equal(sent[0]!.headers.authorization, 'Bearer imagen-key')
+  const imagenBody = fallback.lastBodies.image as { instances: Array<{ prompt: string }>, parameters: Record<string, unknown> }
+  assert.deepEqual(imagenBody.parameters, { sampleCount: 1, aspectRatio: '1:1' })
+  assert.ok(imagenBody.instances[0]!.prompt.length > 0)
+
+  const broken = await chain(t, { primary: { faults: { image: { status: 401 } } } })
+  const refused = await broken.generate({ ...GOOD_BRIEF, image: true })
+  assert.equal(refused.status, 200, 'the image is optional')
+  assert.equal(refused.body.image, null)
+  assert.deepEqual(refused.body.warnings.map((w: { code: string, step: string }) => `${w.step} ${w.code}`), ['image upstream_error'])
+  assert.equal(imageCalls(broken.fallback).length, 0)
 })
 
 test('both providers down: 502 upstream_error, as without a fallback', async (t) => {
