@@ -94,7 +94,7 @@ const results: Array<{ label: string, result: ScenarioResult }> = []
 for (let run = 1; run <= runs; run++) {
   const service = async () => results.push({ label: `service #${run}`, result: await runScenario({ ...base, variant: 'service' }) })
   if (values['telemetry-cost']) {
-    const off = async () => results.push({ label: `telemetry off #${run}`, result: await runScenario({ ...base, variant: 'service', label: 'service-telemetry-off', env: { OTEL_SDK_DISABLED: 'true' } }) })
+    const off = async () => results.push({ label: `telemetry off #${run}`, result: await runScenario({ ...base, variant: 'service', label: 'service-telemetry-off', env: { ...base.env, OTEL_SDK_DISABLED: 'true' } }) })
     // Every other pair starts with telemetry off, so neither side always runs first.
     if (run % 2 === 1) { await service(); await off() } else { await off(); await service() }
     continue

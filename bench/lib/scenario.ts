@@ -95,7 +95,8 @@ export async function runScenario (options: ScenarioOptions) {
   // What the upstreams saw and what the service says it sent, before and after the load.
   const upstreamCounts = async () => {
     const stats = await simulatorStats(simulator.origin)
-    const metrics = target.metricsUrl === undefined ? undefined : target.metricsUrl
+    // With OTEL_SDK_DISABLED (the telemetry-off runs) nothing serves the metrics port.
+    const metrics = options.env?.OTEL_SDK_DISABLED === 'true' ? undefined : target.metricsUrl
     return {
       sent: PROVIDER_ENDPOINTS.reduce((sum, endpoint) => sum + (stats.requests[endpoint] ?? 0), 0),
       faults: stats.chaosFaults,
