@@ -1,45 +1,14 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test, type TestContext } from 'node:test'
-import { Agent } from 'undici'
-import { loadConfig } from '../../src/config.ts'
-import { analyzeSentiment } from '../../src/providers/language.ts'
-import { createGuard } from '../../src/resilience/guard.ts'
 import { createHedger } from '../../src/resilience/hedge.ts'
-import { startSimulator } from '../../src/simulator/server.ts'
+import { inBatches, language as open, slowedRun } from './hedge-scenario.ts'
 
-// The defaults a running service has: three attempts, budgets and breakers as configured.
-const GUARD = loadConfig({ LOG_LEVEL: 'silent', UPSTREAM_BACKOFF_BASE_MS: '5' }).guard
-const document = { content: 'Connection pooling keeps latency low and memory flat.', language: 'en' }
-
-// Natural Language over real sockets: the simulator, one pool, the guard and a hedger, as a request uses them.
 async function language (t: TestContext, ratio = 0.05) {
-  const simulator = await startSimulator({ latency: { sentiment: { fixedMs: 5, jitterMs: 5 } } })
-  const dispatcher = new Agent({ connections: 256 })
-  const hedger = createHedger({ ratio })
-  t.after(async () => {
-    await dispatcher.close()
-    await simulator.close()
-  })
-  const call = { dispatcher, guard: createGuard(GUARD), hedger, maxResponseBytes: 1e6, target: { baseUrl: simulator.origin, apiKey: 'k' } }
-  const analyze = async () => {
-    const started = performance.now()
-    await analyzeSentiment(call, document)
-    return performance.now() - started
-  }
-  const sentimentCalls = () => simulator.stats().requests.sentiment
-  return { simulator, hedger, analyze, sentimentCalls }
+  const opened = await open(ratio)
+  t.after(opened.close)
+  return opened
 }
-
-async function inBatches (count: number, concurrency: number, run: () => Promise<number>) {
-  const times: number[] = []
-  for (let done = 0; done < count; done += concurrency) {
-    times.push(...await Promise.all(Array.from({ length: Math.min(concurrency, count - done) }, run)))
-  }
-  return times
-}
-
-const p = (values: number[], q: number) => values.toSorted((a, b) => a - b)[Math.ceil(values.length * q) - 1]!
 
 test('a Natural Language call slower than its p95 gets a second copy; the first answer wins and the loser is aborted', async (t) => {
   const { simulator, hedger, analyze, sentimentCalls } = await language(t)
@@ -60,15 +29,9 @@ test('a Natural Language call slower than its p95 gets a second copy; the first 
 // The default 5 % budget. It used to run dry here (p99 3 s in about one run in three): calls that
 // crossed the p95 together spent it on copies that were not needed. Hedges are now paced.
 test('5 % of Natural Language calls slowed to 3 s, with the default 5 % hedge budget: p99 stays within p95 + the hedge delay + 100 ms', async (t) => {
-  const { simulator, hedger, analyze, sentimentCalls } = await language(t)
-  await inBatches(100, 10, analyze)
-  simulator.setChaos({ rate: 0.05, kinds: ['slow'], slowMs: 3_000 })
-  const before = sentimentCalls()
-  const times = await inBatches(1_000, 50, analyze)
-  const { p95Ms } = hedger.stats().analyzeSentiment!
-  const p99 = p(times, 0.99)
-  t.diagnostic(`p50 ${p(times, 0.5).toFixed(1)} ms, p95 ${p(times, 0.95).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, hedge delay (observed p95) ${p95Ms!.toFixed(1)} ms, slowed ${simulator.stats().chaosFaults}, hedges ${sentimentCalls() - before - 1_000}, still slow ${times.filter((ms) => ms > 2_500).length}`)
-  assert.ok(p99 <= p(times, 0.95) + p95Ms! + 100, `p99 ${p99.toFixed(0)} ms`)
+  const { p99, bound, summary } = await slowedRun()
+  t.diagnostic(summary)
+  assert.ok(p99 <= bound, `p99 ${p99.toFixed(0)} ms`)
 })
 
 // Timers stand in for the upstream here: the test is about which call gets the second copy.
