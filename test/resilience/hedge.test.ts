@@ -45,7 +45,8 @@ test('calls that cross the p95 together do not spend the budget: ordinary tail c
   })
   await Promise.all(Array.from({ length: 40 }, () => hedger.run('kind', undefined, answerIn(40))))
   const { p95Ms } = hedger.stats().kind!
-  assert.ok(p95Ms! >= 40 && p95Ms! < 60, `p95 ${p95Ms} ms`)
+  // A 40 ms timer can be measured at 39.99 ms: timers run on a millisecond clock.
+  assert.ok(p95Ms! >= 35 && p95Ms! < 60, `p95 ${p95Ms} ms`)
 
   // 50 calls a little slower than the p95, then two that would never answer but whose second copy
   // answers at once. Unpaced, the 50 took the whole reserve before the stuck two were due.
