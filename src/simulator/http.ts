@@ -1,9 +1,36 @@
 // The simulator's HTTP plumbing: bounded request reads, and answers in each provider's own error format.
+import type { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
 import type { Endpoint, Fault } from './faults.ts'
 import { svgImage } from './images.ts'
 
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024
+
+/**
+ * Over TLS the simulator answers HTTP/2 and HTTP/1.1 (ALPN picks). Node's compatibility API gives
+ * an HTTP/2 request the shape of an HTTP/1.1 one; where the two differ (the socket), these say which.
+ */
+type AnyRequest = IncomingMessage | Http2ServerRequest
+type AnyResponse = ServerResponse | Http2ServerResponse
+
+/**
+ * The connection that carried a request, one per TCP connection whatever the protocol: the socket,
+ * or the HTTP/2 session (an HTTP/2 request's own socket is a proxy made per stream). Both emit
+ * 'close' when the connection has gone.
+ */
+export function connectionOf (req: AnyRequest): EventEmitter {
+  return 'stream' in req ? req.stream.session ?? req.stream : req.socket
+}
+
+/**
+ * Resets the answer mid-way. Over HTTP/1.1 that is the socket; over HTTP/2 it is the stream
+ * (RST_STREAM), as a provider's front end does, and the connection's other calls go on.
+ */
+export function resetAnswer (res: AnyResponse | AnyRequest) {
+  if ('stream' in res) res.stream.close(h2.NGHTTP2_INTERNAL_ERROR)
+  else res.socket?.destroy()
+}
 
 export class HttpError extends Error {
   readonly status: number
@@ -58,7 +85,7 @@ export function sendProviderError (res: ServerResponse, endpoint: Endpoint, stat
 export function sendHalf (res: ServerResponse, text: string, reset: boolean) {
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
   res.write(text.slice(0, Math.floor(text.length / 2)))
-  if (reset) setImmediate(() => res.socket?.destroy())
+  if (reset) setImmediate(() => resetAnswer(res))
 }
 
 export function sendOversize (res: ServerResponse, bytes: number) {

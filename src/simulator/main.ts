@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { CHAOS_KINDS, ENDPOINTS, parseChaosKinds, parseEndpointFault, type Endpoint, type Fault } from './faults.ts'
 import { startSimulator, type Latency } from './server.ts'
@@ -5,12 +6,13 @@ import { realPace } from './stream.ts'
 
 const USAGE = `Usage: npm run simulator -- [--port 4010] [--latency 50] [--jitter 10]
        [--latency-llm 200] [--fault llm:status=503,retry-after=1] [--image-format url|b64]
-       [--keep-alive-ms 5000] [--pace instant|real [--pace-scale 0.1] [--tokens-per-second 80]] [--fault-rate 0.2 [--fault-kinds ${CHAOS_KINDS.join(',')}] [--slow-ms 500]]
+       [--keep-alive-ms 5000] [--tls-cert FILE --tls-key FILE] [--pace instant|real [--pace-scale 0.1] [--tokens-per-second 80]] [--fault-rate 0.2 [--fault-kinds ${CHAOS_KINDS.join(',')}] [--slow-ms 500]]
 Endpoints: ${ENDPOINTS.join(', ')}.
 Faults: status=N[,retry-after=S] | delay=MS | hang | hang-body | reset[=headers|body] | malformed |
         oversize=BYTES | wrong-shape | quota | retry-after-ms=MS; streamed llm calls also stall | cut |
         stream-error | no-done | finish-length; with times=N for the first N calls only, and
         kind=plan|section to aim at one kind of llm call
+TLS: with a PEM certificate and key, HTTPS speaking HTTP/2 or HTTP/1.1 as the client offers (ALPN)
 Pace: real is 0.5 s to the first token then 80 tokens/s (a token is 4 characters), 15 s per image,
         150 ms per Natural Language call; --pace-scale multiplies every figure (0.1: ten times faster)
 Random faults: --fault-rate P gives every provider call that no --fault or x-sim-fault applies to
@@ -30,6 +32,8 @@ function main () {
       fault: { type: 'string', multiple: true, default: [] },
       'image-format': { type: 'string', default: 'url' },
       'keep-alive-ms': { type: 'string', default: '5000' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       'fault-rate': { type: 'string', default: '0' },
       'fault-kinds': { type: 'string', default: CHAOS_KINDS.join(',') },
       'slow-ms': { type: 'string', default: '500' },
@@ -65,7 +69,9 @@ function main () {
   if (values.pace !== 'instant' && values.pace !== 'real') throw new Error('--pace must be instant or real')
   const scale = number('pace-scale', values['pace-scale'])
   const pace = values.pace === 'real' ? realPace(scale, number('tokens-per-second', values['tokens-per-second'])) : undefined
-  return startSimulator({ port: number('port', values.port), host: values.host, latency, faults, imageFormat, keepAliveTimeoutMs, pace, ...(chaos === undefined ? {} : { chaos }) })
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together')
+  const tls = values['tls-cert'] === undefined ? undefined : { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']!) }
+  return startSimulator({ port: number('port', values.port), host: values.host, latency, faults, imageFormat, keepAliveTimeoutMs, pace, tls, ...(chaos === undefined ? {} : { chaos }) })
 }
 
 try {

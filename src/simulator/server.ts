@@ -1,9 +1,11 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createSecureServer } from 'node:http2'
+import type { EventEmitter } from 'node:events'
 import type { AddressInfo, Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { chatCompletion, chatContent, hostileContent, llmKind, wrongShape, type LlmKind } from './chat.ts'
 import { drawFault, parseFault, type Chaos, type Endpoint, type Fault } from './faults.ts'
-import { HttpError, readBytes, readJson, send, sendBytes, sendHalf, sendOversize, sendProviderError, sendRaw, serveImage } from './http.ts'
+import { connectionOf, HttpError, readBytes, readJson, resetAnswer, send, sendBytes, sendHalf, sendOversize, sendProviderError, sendRaw, serveImage } from './http.ts'
 import { imageId, pngImage } from './images.ts'
 import { extractEntities } from './keywords.ts'
 import { analyzeSentiment } from './sentiment.ts'
@@ -23,6 +25,11 @@ export interface SimulatorOptions {
   chaos?: Chaos
   /** Provider pace (realPace()); undefined answers at once. */
   pace?: Pace | undefined
+  /**
+   * Serve HTTPS with this key and certificate (PEM), speaking HTTP/2 or HTTP/1.1 as the client's
+   * ALPN offer allows, as the providers' front ends do. Without it, plain HTTP/1.1.
+   */
+  tls?: { key: string | Buffer, cert: string | Buffer } | undefined
 }
 
 export interface CallRecord {
@@ -61,25 +68,39 @@ export async function startSimulator (options: SimulatorOptions = {}) {
   const objects = new Map<string, { data: Buffer, contentType: string }>()
   // Only sockets that carried a provider call count as "upstream connections", so a test's own
   // requests to /__sim/stats never show up as the service's pool.
-  const apiSockets = new Set<Socket>()
-  const counters = { accepted: 0, peak: 0, inFlight: 0, chaos: 0 }
+  const apiSockets = new Set<EventEmitter>()
+  const counters = { accepted: 0, peak: 0, inFlight: 0, peakInFlight: 0, peakStreamsPerConnection: 0, chaos: 0 }
+  // HTTP/2 streams in flight on each connection.
+  const callsOn = new Map<EventEmitter, number>()
+  // Provider calls by the protocol they came over: HTTP/2 streams share connections.
+  const protocols = { 'http/1.1': 0, h2: 0 }
   let chaos = options.chaos
   const pending = new Set<AbortController>()
   let origin = ''
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((error: unknown) => {
       if (!res.headersSent && !res.destroyed) send(res, 500, { error: { message: String(error) } })
     })
-  })
-  server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 5_000
-  server.on('connection', (socket) => {
+  }
+  const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? 5_000
+  // Node's HTTP/2 compatibility API gives handlers the HTTP/1.1 shapes; connectionOf() and
+  // resetAnswer() cover where they differ. The keep-alive applies to HTTP/1.1; an idle HTTP/2
+  // session stays until the client closes it (undici does after its own keep-alive timeout).
+  const server = options.tls === undefined
+    ? createServer(onRequest)
+    : createSecureServer({ ...options.tls, allowHTTP1: true }, onRequest as never)
+  if ('keepAliveTimeout' in server) server.keepAliveTimeout = keepAliveTimeoutMs
+  const sockets = new Set<Socket>()
+  // Every TCP connection, TLS or not (destroying the TCP socket ends the TLS one over it).
+  server.on('connection', (socket: Socket) => {
     counters.accepted++
-    socket.once('close', () => apiSockets.delete(socket))
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
   })
 
   function stats () {
-    return { connections: { accepted: counters.accepted, open: apiSockets.size, peak: counters.peak }, requests: { ...requests }, inFlight: counters.inFlight, chaosFaults: counters.chaos }
+    return { connections: { accepted: counters.accepted, open: apiSockets.size, peak: counters.peak }, requests: { ...requests }, inFlight: counters.inFlight, peakInFlight: counters.peakInFlight, peakStreamsPerConnection: counters.peakStreamsPerConnection, chaosFaults: counters.chaos, protocols: { ...protocols } }
   }
 
   async function handle (req: IncomingMessage, res: ServerResponse) {
@@ -94,16 +115,38 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     const endpoint = req.method === 'POST' ? ROUTES[pathname] ?? (VERTEX_CHAT.test(pathname) ? 'llm' : imagen ? 'image' : undefined) : undefined
     if (endpoint === undefined) return send(res, 404, { error: { message: `no route for ${req.method} ${pathname}` } })
 
-    countApiSocket(req.socket)
+    const connection = connectionOf(req)
+    countApiSocket(connection)
+    protocols[req.httpVersion === '2.0' ? 'h2' : 'http/1.1']++
     requests[endpoint]++
-    counters.inFlight++
+    counters.peakInFlight = Math.max(counters.peakInFlight, ++counters.inFlight)
+    // HTTP/2 streams in flight on this connection (HTTP/1.1 carries one call at a time).
+    const multiplexed = req.httpVersion === '2.0'
+    if (multiplexed) {
+      const onConnection = (callsOn.get(connection) ?? 0) + 1
+      callsOn.set(connection, onConnection)
+      counters.peakStreamsPerConnection = Math.max(counters.peakStreamsPerConnection, onConnection)
+    }
     const record: CallRecord = { endpoint, kind: undefined, startedAt: performance.now(), endedAt: undefined, aborted: false, headers: req.headers }
     calls.push(record)
     if (calls.length > MAX_CALL_RECORDS) calls.shift()
     const controller = new AbortController()
     pending.add(controller)
-    res.once('close', () => {
+    // A call has left once its answer is sent ('finish') or abandoned ('close'): over HTTP/1.1 the
+    // next call on a kept-alive socket can arrive before this answer's 'close'.
+    let onIt = true
+    const leave = () => {
+      if (!onIt) return
+      onIt = false
       counters.inFlight--
+      if (!multiplexed) return
+      const left = callsOn.get(connection)! - 1
+      if (left === 0) callsOn.delete(connection)
+      else callsOn.set(connection, left)
+    }
+    res.once('finish', leave)
+    res.once('close', () => {
+      leave()
       record.endedAt = performance.now()
       record.aborted = !res.writableFinished
       pending.delete(controller)
@@ -139,7 +182,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       if (wait > 0) await sleep(wait, undefined, { signal: controller.signal })
       if (fault.hang) return
       if (fault.reset === 'headers') {
-        req.socket.destroy()
+        resetAnswer(req)
         return
       }
       if (fault.status !== undefined || answer === undefined) return sendProviderError(res, endpoint, fault.status ?? 500, fault)
@@ -167,7 +210,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     const wait = deadline - performance.now() + (fault.delayMs ?? 0) + (stream ? 0 : writingMs(options.pace, content))
     if (wait > 0) await sleep(wait, undefined, { signal })
     if (fault.hang) return
-    if (fault.reset === 'headers') return req.socket.destroy()
+    if (fault.reset === 'headers') return resetAnswer(req)
     if (fault.oversizeBytes !== undefined) return sendOversize(res, fault.oversizeBytes)
     if (stream) {
       const includeUsage = (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true
@@ -212,15 +255,16 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     }
   }
 
-  function countApiSocket (socket: Socket) {
-    if (apiSockets.has(socket)) return
-    apiSockets.add(socket)
+  function countApiSocket (connection: EventEmitter) {
+    if (apiSockets.has(connection)) return
+    apiSockets.add(connection)
+    connection.once('close', () => apiSockets.delete(connection))
     counters.peak = Math.max(counters.peak, apiSockets.size)
   }
 
   // The metadata server's token endpoint, as Cloud Run serves it to the service account.
   function metadataToken (req: IncomingMessage, res: ServerResponse) {
-    countApiSocket(req.socket)
+    countApiSocket(connectionOf(req))
     if (req.headers['metadata-flavor'] !== 'Google') return send(res, 403, { error: 'Missing Metadata-Flavor:Google header.' })
     requests.metadata++
     send(res, 200, { access_token: `sim-token-${requests.metadata}`, expires_in: 3599, token_type: 'Bearer' })
@@ -228,7 +272,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
 
   // Cloud Storage JSON API, simple upload.
   async function upload (req: IncomingMessage, res: ServerResponse) {
-    countApiSocket(req.socket)
+    countApiSocket(connectionOf(req))
     const url = new URL(req.url ?? '/', 'http://simulator')
     const bucket = decodeURIComponent(url.pathname.split('/')[5] ?? '')
     const name = url.searchParams.get('name')
@@ -265,7 +309,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     server.once('error', reject)
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve(server.address() as AddressInfo))
   })
-  origin = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
+  origin = `${options.tls === undefined ? 'http' : 'https'}://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
 
   return {
     origin,
@@ -281,7 +325,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
     setChaos (value: Chaos | undefined) { chaos = value },
     async close () {
       for (const controller of pending) controller.abort()
-      server.closeAllConnections()
+      for (const socket of sockets) socket.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     }
   }

@@ -5,6 +5,7 @@ import type { ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { countTokens } from './content.ts'
 import type { Fault } from './faults.ts'
+import { resetAnswer } from './http.ts'
 
 /** Provider timings; `undefined` is the instant simulator. */
 export interface Pace {
@@ -81,7 +82,7 @@ function hasMidStreamFault (fault: Fault) {
 /** A fault that strikes mid-stream. A stall keeps the socket open and sends nothing more, until the client gives up. */
 function midStreamFault (res: ServerResponse, fault: Fault) {
   // The cut comes a moment after the tokens, so the client has read them, as it would have.
-  if (fault.cut === true || fault.reset === 'body') setTimeout(() => res.socket?.destroy(), 20)
+  if (fault.cut === true || fault.reset === 'body') setTimeout(() => resetAnswer(res), 20)
   else if (fault.streamError === true) res.end(`data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', code: null } })}\n\n`)
   else if (fault.malformed === true) res.end('data: {"choices": [{"delta": {"content": "trunc\n\n')
 }

@@ -1,26 +1,13 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { GOOD_BRIEF, startStack } from '../helper.ts'
 import { startRedis } from '../redis.ts'
+import { throwawayCertificates } from '../tls.ts'
 
 // Memorystore for Redis with in-transit encryption and AUTH: TLS verified against the instance's
 // own CA, and the AUTH string in the URL. Here a redis-server of the test's own plays it, with a CA
 // and a certificate for 127.0.0.1 made by openssl for this test.
-function certificates (t: TestContext) {
-  const dir = mkdtempSync(join(tmpdir(), 'redis-tls-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const file = (name: string) => join(dir, name)
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' })
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test redis CA', '-keyout', file('ca.key'), '-out', file('ca.pem'))
-  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', file('server.key'), '-out', file('server.csr'))
-  writeFileSync(file('san.ext'), 'subjectAltName=IP:127.0.0.1\n')
-  openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', file('san.ext'), '-out', file('server.pem'))
-  return { cert: file('server.pem'), key: file('server.key'), ca: file('ca.pem') }
-}
+const certificates = (t: TestContext) => throwawayCertificates('redis', (remove) => t.after(remove))
 
 test('rediss:// with the instance CA and an AUTH string: ready, and keys replay through it', async (t) => {
   const tls = certificates(t)
