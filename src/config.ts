@@ -74,6 +74,13 @@ const envSchema = z.object({
   UPSTREAM_HEADERS_TIMEOUT_MS: MS.default(60_000),
   UPSTREAM_BODY_TIMEOUT_MS: MS.default(30_000),
   UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: MS.default(4_000),
+  // HTTP/2 to HTTPS upstreams that offer it (ALPN), UPSTREAM_HTTP2_STREAMS calls per connection.
+  // Off: at 250 callers (1,750 streams on 18 connections) Node 24.21's HTTP/2 client spun at 100 %
+  // CPU in native code and answered nothing (docs/measured.md, "HTTP/2 to the upstreams").
+  UPSTREAM_HTTP2: z.stringbool().default(false),
+  UPSTREAM_HTTP2_STREAMS: z.coerce.number().int().min(1).max(1000).default(100),
+  // Extra CA (PEM) for upstream HTTPS, beside the system's roots: a private gateway's CA.
+  UPSTREAM_TLS_CA_FILE: optionalText,
   UPSTREAM_MAX_RESPONSE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
 
   SHUTDOWN_GRACE_MS: MS.default(8_000),
@@ -219,6 +226,9 @@ function toConfig (env: Env) {
       headersTimeoutMs: env.UPSTREAM_HEADERS_TIMEOUT_MS,
       bodyTimeoutMs: env.UPSTREAM_BODY_TIMEOUT_MS,
       keepAliveTimeoutMs: env.UPSTREAM_KEEP_ALIVE_TIMEOUT_MS,
+      http2: env.UPSTREAM_HTTP2,
+      http2Streams: env.UPSTREAM_HTTP2_STREAMS,
+      caFile: env.UPSTREAM_TLS_CA_FILE,
       maxResponseBytes: env.UPSTREAM_MAX_RESPONSE_BYTES
     },
     simulator: { port: env.SIMULATOR_PORT, latencyMs: env.SIMULATOR_LATENCY_MS, pace: env.SIMULATOR_PACE, paceScale: env.SIMULATOR_PACE_SCALE },
@@ -238,6 +248,9 @@ function toConfig (env: Env) {
       backoffBaseMs: env.UPSTREAM_BACKOFF_BASE_MS,
       backoffCapMs: env.UPSTREAM_BACKOFF_MAX_MS,
       maxInFlight: env.UPSTREAM_MAX_IN_FLIGHT ?? env.UPSTREAM_CONNECTIONS,
+      // Over HTTP/2 a connection carries UPSTREAM_HTTP2_STREAMS calls. If an HTTPS upstream picks
+      // HTTP/1.1 instead, the calls past its connections wait in the pool's queue, still bounded here.
+      maxInFlightHttps: env.UPSTREAM_MAX_IN_FLIGHT ?? (env.UPSTREAM_HTTP2 ? env.UPSTREAM_CONNECTIONS * env.UPSTREAM_HTTP2_STREAMS : env.UPSTREAM_CONNECTIONS),
       maxQueued: env.UPSTREAM_MAX_QUEUED ?? env.MAX_CONCURRENT_REQUESTS * PEAK_CALLS_PER_ORIGIN,
       breakerFailureRatio: env.BREAKER_FAILURE_RATIO,
       breakerMinVolume: env.BREAKER_MIN_VOLUME,

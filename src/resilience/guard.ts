@@ -12,6 +12,11 @@ export interface GuardOptions {
   retryBudgetRatio: number
   retryBudgetMinPerSecond: number
   maxInFlight: number
+  /**
+   * The limit for an HTTPS origin when the pool offers HTTP/2 there (its connections carry many
+   * calls each); unset, maxInFlight applies to every origin.
+   */
+  maxInFlightHttps?: number | undefined
   maxQueued: number
   breakerFailureRatio: number
   breakerMinVolume: number
@@ -128,7 +133,8 @@ export function createGuard (options: GuardOptions) {
   function limiterFor (origin: string, upstream: string) {
     let limiter = limiters.get(origin)
     if (limiter === undefined) {
-      limiter = createLimiter({ maxInFlight: options.maxInFlight, maxQueued: options.maxQueued, upstream })
+      const maxInFlight = origin.startsWith('https:') ? options.maxInFlightHttps ?? options.maxInFlight : options.maxInFlight
+      limiter = createLimiter({ maxInFlight, maxQueued: options.maxQueued, upstream })
       limiters.set(origin, limiter)
     }
     return limiter

@@ -44,7 +44,7 @@ test('the pool exists only between onReady and onClose, and an injected dispatch
   const injected = new Agent()
   t.after(() => injected.close())
   const app = Fastify()
-  await app.register(upstreamPool, { connections: 1, connectTimeoutMs: 1, headersTimeoutMs: 1, bodyTimeoutMs: 1, keepAliveTimeoutMs: 1, dispatcher: injected })
+  await app.register(upstreamPool, { connections: 1, connectTimeoutMs: 1, headersTimeoutMs: 1, bodyTimeoutMs: 1, keepAliveTimeoutMs: 1, http2: true, http2Streams: 100, caFile: undefined, dispatcher: injected })
 
   await app.ready()
   assert.equal(app.upstream, injected)
@@ -54,7 +54,7 @@ test('the pool exists only between onReady and onClose, and an injected dispatch
 
 test('the upstream decorator refuses use before onReady', async () => {
   const app = Fastify()
-  await app.register(upstreamPool, { connections: 1, connectTimeoutMs: 1, headersTimeoutMs: 1, bodyTimeoutMs: 1, keepAliveTimeoutMs: 1 })
+  await app.register(upstreamPool, { connections: 1, connectTimeoutMs: 1, headersTimeoutMs: 1, bodyTimeoutMs: 1, keepAliveTimeoutMs: 1, http2: true, http2Streams: 100, caFile: undefined })
   await app.after()
   assert.throws(() => app.upstream, /not ready yet/)
   await app.ready()
