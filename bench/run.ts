@@ -1,15 +1,16 @@
 // npm run bench [-- --compare] [-- --soak]: see USAGE. Starts every process it measures and
 // stops each by PID; talks only to 127.0.0.1; every load is bounded by time or by count.
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { PEAK_CALLS_PER_ORIGIN } from '../src/config.ts'
 import { chart } from './lib/chart.ts'
-import { median } from './lib/sample.ts'
+import { median, trustSimulatorCa } from './lib/sample.ts'
 import { runScenario, type ScenarioOptions, type ScenarioResult } from './lib/scenario.ts'
+import { throwawayCertificates } from '../test/tls.ts'
 
 const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0] [--pool 64] [--runs 1] [--rate REQ_PER_S]
                      [--compare [--leaky-requests 2000]] [--soak] [--telemetry-cost] [--chaos RATE]
-                     [--capacity [--pace-scale 0.25]] [--name NAME]
+                     [--capacity [--pace-scale 0.25]] [--tls] [--http2-cost] [--name NAME]
   --compare  this service, a minimal reference (bare Fastify + one Agent) and the incident's pattern
   --soak     the service alone, 10 minutes by default, forcing a GC every 30 s to read the heap
   --telemetry-cost  the service with its telemetry preload on and off (OTEL_SDK_DISABLED=true)
@@ -20,7 +21,11 @@ const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0]
              0.25), 1,000 callers (--connections) of long posts for 60 s, each on one core (the
              driver and simulator on the other) with the heap a 1 GiB Cloud Run instance gives it;
              MAX_CONCURRENT_REQUESTS and UPSTREAM_CONNECTIONS at the caller count. Reports non-2xx,
-             p50 and p99 against the critical path, event-loop delay, RSS, fds, connections, CPU`
+             p50 and p99 against the critical path, event-loop delay, RSS, fds, connections, CPU
+  --tls      the simulator serves HTTPS (a throwaway certificate the service trusts) and speaks
+             HTTP/2 or HTTP/1.1 as the service offers, like the providers' front ends
+  --http2-cost  over --tls, the service with UPSTREAM_HTTP2=true and =false, alternated:
+             upstream connections, fds, RSS, CPU, p99`
 
 const { values } = parseArgs({
   options: {
@@ -32,6 +37,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1' },
     compare: { type: 'boolean', default: false },
     'telemetry-cost': { type: 'boolean', default: false },
+    tls: { type: 'boolean', default: false },
+    'http2-cost': { type: 'boolean', default: false },
     soak: { type: 'boolean', default: false },
     chaos: { type: 'string' },
     capacity: { type: 'boolean', default: false },
@@ -64,6 +71,11 @@ function probability (name: string, text: string) {
 }
 
 const capacity = values.capacity
+const http2Cost = values['http2-cost']
+// A throwaway CA and certificate for the simulator's HTTPS; this process trusts it for its own
+// reads of the simulator's stats, and the service through UPSTREAM_TLS_CA_FILE.
+const tls = values.tls || http2Cost ? throwawayCertificates('bench', (remove) => process.once('exit', remove)) : undefined
+if (tls !== undefined) trustSimulatorCa(readFileSync(tls.ca, 'utf8'))
 const paceScale = Number(values['pace-scale'])
 const callers = positive('connections', values.connections ?? (capacity ? '1000' : '50'))
 const base: Omit<ScenarioOptions, 'variant'> = {
@@ -75,6 +87,7 @@ const base: Omit<ScenarioOptions, 'variant'> = {
   log: (line) => console.error(`[bench] ${line}`),
   ...(values.soak ? { gcEveryMs: 30_000 } : {}),
   ...(values.chaos === undefined ? {} : { chaos: probability('chaos', values.chaos) }),
+  ...(tls === undefined ? {} : { tls: { cert: tls.cert, key: tls.key, ca: tls.ca } }),
   ...(capacity
     ? {
         body: JSON.stringify({ topic: 'connection pooling in Node.js', audience: 'backend engineers', keywords: ['undici'], length: 'long' }),
@@ -88,7 +101,7 @@ const base: Omit<ScenarioOptions, 'variant'> = {
     : {})
 }
 const runs = Math.max(1, positive('runs', values.runs))
-const name = values.name ?? (capacity ? `capacity-${callers}` : values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : values.chaos !== undefined ? `chaos-${values.chaos}` : 'bench')
+const name = values.name ?? (http2Cost ? `http2-cost${capacity ? `-${callers}` : ''}` : capacity ? `capacity-${callers}${tls === undefined ? '' : '-tls'}` : values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : values.chaos !== undefined ? `chaos-${values.chaos}` : 'bench')
 
 const results: Array<{ label: string, result: ScenarioResult }> = []
 for (let run = 1; run <= runs; run++) {
@@ -97,6 +110,14 @@ for (let run = 1; run <= runs; run++) {
     const off = async () => results.push({ label: `telemetry off #${run}`, result: await runScenario({ ...base, variant: 'service', label: 'service-telemetry-off', env: { ...base.env, OTEL_SDK_DISABLED: 'true' } }) })
     // Every other pair starts with telemetry off, so neither side always runs first.
     if (run % 2 === 1) { await service(); await off() } else { await off(); await service() }
+    continue
+  }
+  if (http2Cost) {
+    const over = (http2: boolean) => async () => results.push({
+      label: `${http2 ? 'HTTP/2' : 'HTTP/1.1'} #${run}`,
+      result: await runScenario({ ...base, variant: 'service', label: http2 ? 'service-http2' : 'service-http1', env: { ...base.env, UPSTREAM_HTTP2: String(http2) } })
+    })
+    if (run % 2 === 1) { await over(true)(); await over(false)() } else { await over(false)(); await over(true)() }
     continue
   }
   await service()
@@ -126,7 +147,8 @@ const row = (label: string, r: ScenarioResult) =>
 
 // A run with errors measured something other than the service under load: say so, loudly. Under
 // chaos, non-2xx answers are the measurement; only transport errors and silence invalidate it.
-const failed = results.filter(({ result }) => (base.chaos === undefined && !capacity ? result.non2xx : 0) + result.errors + result.timeouts > 0 || result.samples.length === 0)
+const failed = results.filter(({ result }) => (base.chaos === undefined && !capacity ? result.non2xx : 0) + result.errors + result.timeouts > 0 || result.samples.length === 0 ||
+  (base.chaos !== undefined && result.scrapeFailures > 0))
 const lines = [
   `# ${name}`,
   ...(failed.length === 0 ? [] : ['', `**INVALID: ${failed.map(({ label }) => label).join(', ')} had errors or stopped reporting; the figures below do not describe a healthy run.**`]),
@@ -164,6 +186,17 @@ if (capacity) {
     const perCaller = (result.rssMiB.max - result.rssMiB.first) * 1024 / callers
     lines.push(`| ${label} | ${result.requests} | ${statuses}${result.errors + result.timeouts > 0 ? `; ${result.errors} errors, ${result.timeouts} timeouts` : ''} | ${seconds(result.latencyMs.p50)} | ${seconds(result.latencyMs.p99)} | **${(result.latencyMs.p99 / pathMs).toFixed(2)}** | ${eld} ms | ${result.rssMiB.max} | ${perCaller.toFixed(0)} | ${result.upstream.peakSimulator} | ${result.fds.idle} → ${result.fds.afterLoad} | ${(result.cpuUsPerRequest / 1000).toFixed(1)} |`)
   }
+}
+
+if (http2Cost) {
+  const h2 = medians('service-http2')
+  const h1 = medians('service-http1')
+  lines.push('', '| run | calls over h2 / http/1.1 | most h2 streams on one connection | peak upstream connections | fds idle → after | peak RSS MiB | CPU µs / request | p99 ms |', '|---|---|---|---|---|---|---|---|')
+  for (const { label, result } of results) {
+    lines.push(`| ${label} | ${result.protocols.h2} / ${result.protocols['http/1.1']} | ${result.protocols.peakStreamsPerConnection} | ${result.upstream.peakSimulator} | ${result.fds.idle} → ${result.fds.afterLoad} | ${result.rssMiB.max} | ${result.cpuUsPerRequest} | ${result.latencyMs.p99} |`)
+  }
+  lines.push('', `Medians of ${runs} run(s), HTTP/2 / HTTP/1.1: CPU per request **${(h2.cpuUsPerRequest / h1.cpuUsPerRequest).toFixed(2)}×** ` +
+    `(${h2.cpuUsPerRequest} vs ${h1.cpuUsPerRequest} µs), p99 **${(h2.p99 / h1.p99).toFixed(2)}×** (${h2.p99} vs ${h1.p99} ms), throughput ${(h2.requestsPerS / h1.requestsPerS).toFixed(2)}×.`)
 }
 
 if (values['telemetry-cost']) {

@@ -79,7 +79,7 @@ export function startSimulatorProcess (latencyMs: number, keepAliveMs: number, e
   return startProcess(
     ['src/simulator/main.ts', '--port', '0', '--latency', String(latencyMs), '--keep-alive-ms', String(keepAliveMs), ...extraArgs],
     {},
-    /"origin":"(http:\/\/127\.0\.0\.1:\d+)"/
+    /"origin":"(https?:\/\/127\.0\.0\.1:\d+)"/
   )
 }
 

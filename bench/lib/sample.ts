@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
-import { request } from 'undici'
+import { get } from 'node:http'
+import { get as httpsGet } from 'node:https'
 
 /** ESTABLISHED TCP connections from `pid` to `port`, read from /proc rather than asked of anyone. */
 export function procConnections (pid: number, port: number) {
@@ -32,13 +33,15 @@ export interface SimulatorStats {
   connections: { accepted: number, open: number, peak: number }
   requests: Record<string, number>
   inFlight: number
+  peakInFlight: number
+  peakStreamsPerConnection: number
   chaosFaults: number
+  protocols: { 'http/1.1': number, h2: number }
 }
 
 /** Sums of Prometheus counters by one label: `{ llm: 3, image: 1 }` for name{label="llm"} 3 … */
 export async function scrapeCounters (url: string, name: string, label: string) {
-  const response = await request(url, { reset: true })
-  const text = await response.body.text()
+  const text = await getText(url)
   const sums: Record<string, number> = {}
   for (const [, labels, value] of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)`, 'gm'))) {
     const key = new RegExp(`${label}="([^"]*)"`).exec(labels!)?.[1] ?? ''
@@ -47,10 +50,29 @@ export async function scrapeCounters (url: string, name: string, label: string) 
   return sums
 }
 
+// The bench's own reads (stats, metrics) use node:http(s), one connection per read (agent: false),
+// so they hold no socket open between reads. With undici's request and `reset: true`, a reset
+// connection under load threw from undici 8.13.1's socket error listener, outside the request's
+// promise, and ended the bench (four times in six runs against a TLS simulator under load).
+let simulatorCa: string | undefined
+
+/** The CA of a simulator that serves HTTPS (bench --tls), trusted by the reads below. */
+export function trustSimulatorCa (pem: string) {
+  simulatorCa = pem
+}
+
+function getText (url: string) {
+  const tls = url.startsWith('https:')
+  return new Promise<string>((resolve, reject) => {
+    (tls ? httpsGet : get)(url, { agent: false, ...(tls && simulatorCa !== undefined ? { ca: simulatorCa } : {}) }, (response) => {
+      let text = ''
+      response.setEncoding('utf8').on('data', (chunk: string) => { text += chunk }).once('end', () => resolve(text)).once('error', reject)
+    }).once('error', reject)
+  })
+}
+
 export async function simulatorStats (origin: string): Promise<SimulatorStats> {
-  // reset: true closes this socket after the answer, so the bench holds no connection open.
-  const response = await request(`${origin}/__sim/stats`, { reset: true })
-  return await response.body.json() as SimulatorStats
+  return JSON.parse(await getText(`${origin}/__sim/stats`)) as SimulatorStats
 }
 
 export function percentile (values: number[], p: number) {

@@ -25,6 +25,8 @@ export interface ScenarioOptions {
   simulatorArgs?: string[]
   /** Node options for the variant (its heap size). */
   nodeArgs?: string[]
+  /** Serve the upstreams over HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with this certificate; the service trusts `ca`. */
+  tls?: { cert: string, key: string, ca: string }
   /** CPUs for the variant (taskset's list); the simulator and this driver get the others. */
   pinTo?: { variant: string, others: string }
   log?: (line: string) => void
@@ -80,11 +82,13 @@ export async function runScenario (options: ScenarioOptions) {
   // Idle sockets live 60 s on the simulator, as on real providers' front ends: only the client
   // can release them, which is what tells a pool from a leak.
   const chaosArgs = options.chaos === undefined ? [] : ['--fault-rate', String(options.chaos), '--slow-ms', '200']
-  const simulator = await startSimulatorProcess(options.latencyMs, 60_000, [...chaosArgs, ...options.simulatorArgs ?? []])
+  const tlsArgs = options.tls === undefined ? [] : ['--tls-cert', options.tls.cert, '--tls-key', options.tls.key]
+  const simulator = await startSimulatorProcess(options.latencyMs, 60_000, [...chaosArgs, ...tlsArgs, ...options.simulatorArgs ?? []])
   const simulatorPort = Number(new URL(simulator.origin).port)
   const target = await startVariant(options.variant, simulator.origin, options.pool, {
     ...(options.gcEveryMs === undefined ? {} : { BENCH_GC_INTERVAL_MS: String(options.gcEveryMs) }),
     ...(options.chaos === undefined ? {} : CHAOS_ENV),
+    ...(options.tls === undefined ? {} : { UPSTREAM_TLS_CA_FILE: options.tls.ca }),
     ...options.env
   }, options.nodeArgs)
   if (options.pinTo !== undefined) {
@@ -100,8 +104,21 @@ export async function runScenario (options: ScenarioOptions) {
     return {
       sent: PROVIDER_ENDPOINTS.reduce((sum, endpoint) => sum + (stats.requests[endpoint] ?? 0), 0),
       faults: stats.chaosFaults,
-      attempts: metrics === undefined ? {} : await scrapeCounters(metrics, 'content_engine_upstream_attempts_total', 'content_engine_attempt'),
-      breaker: metrics === undefined ? {} : await scrapeCounters(metrics, 'content_engine_upstream_breaker_transitions_total', 'content_engine_breaker_state')
+      attempts: await scrape(metrics, 'content_engine_upstream_attempts_total', 'content_engine_attempt'),
+      breaker: await scrape(metrics, 'content_engine_upstream_breaker_transitions_total', 'content_engine_breaker_state')
+    }
+  }
+  // Only the chaos figures come from the service's metrics: a scrape that fails is logged and
+  // counted (a chaos report with one is invalid) rather than ending every other run's figures.
+  let scrapeFailures = 0
+  const scrape = async (url: string | undefined, name: string, label: string) => {
+    if (url === undefined) return {}
+    try {
+      return await scrapeCounters(url, name, label)
+    } catch (error) {
+      scrapeFailures++
+      log(`${options.variant}: reading ${name} from ${url} failed: ${(error as Error).message}`)
+      return {}
     }
   }
   try {
@@ -167,6 +184,7 @@ export async function runScenario (options: ScenarioOptions) {
     return {
       variant: options.label ?? options.variant,
       options: { durationS: options.durationS, amount: options.amount, connections: options.connections, latencyMs: options.latencyMs, pool: options.pool },
+      protocols: { ...afterShutdown.protocols, peakStreamsPerConnection: afterShutdown.peakStreamsPerConnection },
       requests: result.requests.total,
       requestsPerS: round(result.requests.total / result.duration),
       cpuUsPerRequest: Math.round((cpuMsUsed * 1000) / Math.max(1, result.requests.total)),
@@ -185,6 +203,7 @@ export async function runScenario (options: ScenarioOptions) {
           },
       errors: result.errors,
       timeouts: result.timeouts,
+      scrapeFailures,
       upstream: {
         peakSimulator: peakBefore,
         maxSampledProc: Math.max(0, ...samples.map((s) => s.upstreamOpenProc)),

@@ -1,4 +1,5 @@
 // Runs the reference or the leaky variant as its own process, for the bench.
+import { readFileSync } from 'node:fs'
 import { loadConfig, simulatorUpstreams } from '../../src/config.ts'
 import { buildLeakyApp } from './leaky.ts'
 import { buildReferenceApp } from './reference.ts'
@@ -12,7 +13,9 @@ if ((variant !== 'reference' && variant !== 'leaky') || origin === undefined) {
 const config = loadConfig({})
 const upstreams = simulatorUpstreams(config, origin)
 const connections = Number(process.env.UPSTREAM_CONNECTIONS ?? 64)
-const app = variant === 'leaky' ? buildLeakyApp(upstreams) : buildReferenceApp(upstreams, connections)
+// The simulator's throwaway CA when it serves HTTPS (bench --tls); the reference trusts only it.
+const caFile = process.env.UPSTREAM_TLS_CA_FILE
+const app = variant === 'leaky' ? buildLeakyApp(upstreams) : buildReferenceApp(upstreams, connections, caFile === undefined ? undefined : readFileSync(caFile, 'utf8'))
 await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' })
 console.log(`Server listening at http://127.0.0.1:${(app.server.address() as { port: number }).port}`)
 const stop = () => { app.close().then(() => process.exit(0), () => process.exit(1)) }

@@ -4,8 +4,8 @@ import type { Upstreams } from '../../src/config.ts'
 import { fiveCalls, type PostJson } from './five-calls.ts'
 
 /** Bare Fastify and one undici Agent: no validation, telemetry, logging or resilience. */
-export function buildReferenceApp (upstreams: Upstreams, connections: number) {
-  const agent = new Agent({ connections })
+export function buildReferenceApp (upstreams: Upstreams, connections: number, ca?: string) {
+  const agent = new Agent({ connections, ...(ca === undefined ? {} : { connect: { ca } }) })
   const post: PostJson = async (url, body, headers) => {
     const target = new URL(url)
     const response = await agent.request({
