@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { z } from 'zod'
 import { parseApiKeys } from './auth/api-keys.ts'
 import { commaList, deepFreeze, duration, MS, optionalText, optionalUrl, parseEnv } from './env.ts'
@@ -14,6 +15,20 @@ import { LENGTHS } from './generation/prompts.ts'
  * bytes; sockets stay bounded by UPSTREAM_CONNECTIONS whatever its length.
  */
 export const PEAK_CALLS_PER_ORIGIN = Math.max(...Object.values(LENGTHS).map((length) => length.sections)) + 1
+
+// A CA file is read at start-up; say which variable names a missing or unreadable one, and what
+// it should hold, rather than fail later with a bare ENOENT.
+const caFile = optionalText.superRefine((path, ctx) => {
+  if (path === undefined) return
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` })
+    return
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) ctx.addIssue({ code: 'custom', message: `${path} holds no PEM certificate` })
+})
 
 export { ConfigError } from './env.ts'
 export { simulatorUpstreams, requiredLiveVariables, type Upstreams, type UpstreamTarget } from './upstreams.ts'
@@ -80,7 +95,7 @@ const envSchema = z.object({
   UPSTREAM_HTTP2: z.stringbool().default(false),
   UPSTREAM_HTTP2_STREAMS: z.coerce.number().int().min(1).max(1000).default(100),
   // Extra CA (PEM) for upstream HTTPS, beside the system's roots: a private gateway's CA.
-  UPSTREAM_TLS_CA_FILE: optionalText,
+  UPSTREAM_TLS_CA_FILE: caFile,
   UPSTREAM_MAX_RESPONSE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
 
   SHUTDOWN_GRACE_MS: MS.default(8_000),
@@ -138,7 +153,7 @@ const envSchema = z.object({
   // and a single instance. rediss:// for TLS; the AUTH string goes in the URL's password.
   REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
   // Memorystore's server CA (PEM file, mounted from Secret Manager); only with rediss://.
-  REDIS_TLS_CA_FILE: optionalText,
+  REDIS_TLS_CA_FILE: caFile,
   // A Redis round trip in one region is about a millisecond; a command still waiting after this is
   // treated as Redis being down (the documented answers in docs/api.md), never as a hung request.
   REDIS_COMMAND_TIMEOUT_MS: MS.default(500),

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { ConfigError, loadConfig, simulatorUpstreams } from '../src/config.ts'
 import { aspectRatio } from '../src/upstreams.ts'
@@ -62,6 +65,16 @@ test('live mode uses the configured providers and never the simulator', () => {
 
 test('a provider base URL in simulator mode is refused instead of silently ignored', () => {
   assert.throws(() => loadConfig({ LLM_BASE_URL: 'http://localhost:11434/v1' }), /set PROVIDERS=live or unset it\s+→ at LLM_BASE_URL/)
+})
+
+test('a CA file that cannot be read, or holds no certificate, is a configuration error naming its variable', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ca-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const notPem = join(dir, 'ca.txt')
+  writeFileSync(notPem, 'not a certificate')
+  assert.throws(() => loadConfig({ UPSTREAM_TLS_CA_FILE: join(dir, 'missing.pem') }), /cannot read .*missing\.pem: ENOENT\s+→ at UPSTREAM_TLS_CA_FILE/)
+  assert.throws(() => loadConfig({ UPSTREAM_TLS_CA_FILE: notPem }), /holds no PEM certificate\s+→ at UPSTREAM_TLS_CA_FILE/)
+  assert.throws(() => loadConfig({ REDIS_URL: 'rediss://127.0.0.1:6380', REDIS_TLS_CA_FILE: notPem }), /holds no PEM certificate\s+→ at REDIS_TLS_CA_FILE/)
 })
 
 test('a base URL must be http or https', () => {
