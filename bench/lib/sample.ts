@@ -51,9 +51,8 @@ export async function scrapeCounters (url: string, name: string, label: string) 
 }
 
 // The bench's own reads (stats, metrics) use node:http(s), one connection per read (agent: false),
-// so they hold no socket open between reads. With undici's request and `reset: true`, a reset
-// connection under load threw from undici 8.13.1's socket error listener, outside the request's
-// promise, and ended the bench (four times in six runs against a TLS simulator under load).
+// so they hold no socket open between reads and need no dispatcher of their own to trust the
+// simulator's CA. A read that fails rejects: scenario.ts decides what a failed read costs.
 let simulatorCa: string | undefined
 
 /** The CA of a simulator that serves HTTPS (bench --tls), trusted by the reads below. */

@@ -1,3 +1,4 @@
+import { createSecureContext } from 'node:tls'
 import Fastify from 'fastify'
 import { Agent } from 'undici'
 import type { Upstreams } from '../../src/config.ts'
@@ -5,7 +6,9 @@ import { fiveCalls, type PostJson } from './five-calls.ts'
 
 /** Bare Fastify and one undici Agent: no validation, telemetry, logging or resilience. */
 export function buildReferenceApp (upstreams: Upstreams, connections: number, ca?: string) {
-  const agent = new Agent({ connections, ...(ca === undefined ? {} : { connect: { ca } }) })
+  // One secure context for every connection, as the service's pool makes (a `ca` option would
+  // build one per connection, and the reference would pay a cost the service does not).
+  const agent = new Agent({ connections, ...(ca === undefined ? {} : { connect: { secureContext: createSecureContext({ ca }) } }) })
   const post: PostJson = async (url, body, headers) => {
     const target = new URL(url)
     const response = await agent.request({
