@@ -10,7 +10,7 @@ import { throwawayCertificates } from '../test/tls.ts'
 
 const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0] [--pool 64] [--runs 1] [--rate REQ_PER_S]
                      [--compare [--leaky-requests 2000]] [--soak] [--telemetry-cost] [--chaos RATE]
-                     [--capacity [--pace-scale 0.25]] [--tls] [--http2-cost] [--name NAME]
+                     [--capacity [--pace-scale 0.25] [--ramp SECONDS]] [--tls] [--http2-cost] [--node-args="FLAGS"] [--env NAME=VALUE]... [--name NAME]
   --compare  this service, a minimal reference (bare Fastify + one Agent) and the incident's pattern
   --soak     the service alone, 10 minutes by default, forcing a GC every 30 s to read the heap
   --telemetry-cost  the service with its telemetry preload on and off (OTEL_SDK_DISABLED=true)
@@ -22,10 +22,15 @@ const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0]
              driver and simulator on the other) with the heap a 1 GiB Cloud Run instance gives it;
              MAX_CONCURRENT_REQUESTS and UPSTREAM_CONNECTIONS at the caller count. Reports non-2xx,
              p50 and p99 against the critical path, event-loop delay, RSS, fds, connections, CPU
+  --ramp S   start the callers in groups spread over S seconds (capacity default: one critical
+             path, so that they arrive as independent callers do); --ramp 0 starts all at once
   --tls      the simulator serves HTTPS (a throwaway certificate the service trusts) and speaks
              HTTP/2 or HTTP/1.1 as the service offers, like the providers' front ends
   --http2-cost  over --tls, the service with UPSTREAM_HTTP2=true and =false, alternated:
-             upstream connections, fds, RSS, CPU, p99`
+             upstream connections, fds, RSS, CPU, p99
+  --node-args="FLAGS"  extra flags for the measured processes' node (space-separated, after the
+             bench's own; the = is needed, since the flags start with a dash)
+  --env NAME=VALUE  configuration for the service, over the bench's own (repeat for more)`
 
 const { values } = parseArgs({
   options: {
@@ -44,6 +49,9 @@ const { values } = parseArgs({
     capacity: { type: 'boolean', default: false },
     'pace-scale': { type: 'string', default: '0.25' },
     'leaky-requests': { type: 'string', default: '2000' },
+    'node-args': { type: 'string' },
+    ramp: { type: 'string' },
+    env: { type: 'string', multiple: true, default: [] },
     name: { type: 'string' },
     help: { type: 'boolean', default: false }
   }
@@ -78,12 +86,31 @@ const tls = values.tls || http2Cost ? throwawayCertificates('bench', (remove) =>
 if (tls !== undefined) trustSimulatorCa(readFileSync(tls.ca, 'utf8'))
 const paceScale = Number(values['pace-scale'])
 const callers = positive('connections', values.connections ?? (capacity ? '1000' : '50'))
+// The critical path at this pace: the image (15 s real), which the text path of a long post
+// (about 9 s: plan, then the longest section) runs beside (bench:pace, docs/measured.md).
+const pathMs = 15_000 * paceScale
+const rampS = values.ramp === undefined ? (capacity ? pathMs / 1000 : 0) : Number(values.ramp)
+if (!(rampS >= 0)) {
+  console.error(`--ramp must be a number of seconds, got "${values.ramp}"\n${USAGE}`)
+  process.exit(2)
+}
+const extraEnv: Record<string, string> = {}
+for (const pair of values.env) {
+  const at = pair.indexOf('=')
+  if (at < 1) {
+    console.error(`--env takes NAME=VALUE, got "${pair}"\n${USAGE}`)
+    process.exit(2)
+  }
+  extraEnv[pair.slice(0, at)] = pair.slice(at + 1)
+}
+const extraNodeArgs = values['node-args']?.split(/\s+/).filter(Boolean) ?? []
 const base: Omit<ScenarioOptions, 'variant'> = {
   durationS: positive('duration', values.duration ?? (values.soak ? '600' : capacity ? '60' : '30')),
   connections: callers,
   latencyMs: positive('latency', values.latency),
   pool: positive('pool', values.pool ?? (capacity ? String(Math.min(4096, callers * PEAK_CALLS_PER_ORIGIN)) : '64')),
   ...(values.rate === undefined ? {} : { rate: positive('rate', values.rate) }),
+  ...(rampS > 0 ? { rampS } : {}),
   log: (line) => console.error(`[bench] ${line}`),
   ...(values.soak ? { gcEveryMs: 30_000 } : {}),
   ...(values.chaos === undefined ? {} : { chaos: probability('chaos', values.chaos) }),
@@ -94,11 +121,11 @@ const base: Omit<ScenarioOptions, 'variant'> = {
         simulatorArgs: ['--pace', 'real', '--pace-scale', String(paceScale)],
         // Node 24 in a 1 GiB container sizes the heap at about half of it (openvidu-meet#89
         // measured 259 MB for a 512 MB limit; nodejs/node#35573).
-        nodeArgs: ['--max-old-space-size=512'],
+        nodeArgs: ['--max-old-space-size=512', ...extraNodeArgs],
         pinTo: { variant: '0', others: '1' },
-        env: { MAX_CONCURRENT_REQUESTS: String(callers) }
+        env: { MAX_CONCURRENT_REQUESTS: String(callers), ...extraEnv }
       }
-    : {})
+    : { ...(extraNodeArgs.length > 0 ? { nodeArgs: extraNodeArgs } : {}), ...(values.env.length > 0 ? { env: extraEnv } : {}) })
 }
 const runs = Math.max(1, positive('runs', values.runs))
 const name = values.name ?? (http2Cost ? `http2-cost${capacity ? `-${callers}` : ''}` : capacity ? `capacity-${callers}${tls === undefined ? '' : '-tls'}` : values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : values.chaos !== undefined ? `chaos-${values.chaos}` : 'bench')
@@ -173,11 +200,9 @@ if (values.compare) {
 }
 
 if (capacity) {
-  // The critical path at this pace: the image (15 s real), which the text path of a long post
-  // (about 9 s: plan, then the longest section) runs beside (bench:pace, docs/measured.md).
-  const pathMs = 15_000 * paceScale
   const seconds = (ms: number) => (ms / 1000).toFixed(2)
-  lines.push('', `Pace scale ${paceScale}: critical path ${seconds(pathMs)} s (${seconds(pathMs / paceScale)} s real). Non-2xx must be 0; p99 / path ≤ 1.15.`, '',
+  const started = rampS > 0 ? `Callers started in groups over ${rampS} s.` : 'Callers started all at once (--ramp 0).'
+  lines.push('', `Pace scale ${paceScale}: critical path ${seconds(pathMs)} s (${seconds(pathMs / paceScale)} s real). ${started} Non-2xx must be 0; p99 / path ≤ 1.15.`, '',
     '| run | answers | non-2xx | p50 s | p99 s | p99 / path | event-loop delay p99, max of 1 s samples | peak RSS MiB | RSS per caller KiB | peak upstream connections | fds idle → after | CPU ms / request |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|')
   for (const { label, result } of results) {

@@ -27,6 +27,12 @@ export interface ScenarioOptions {
   nodeArgs?: string[]
   /** Serve the upstreams over HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with this certificate; the service trusts `ca`. */
   tls?: { cert: string, key: string, ca: string }
+  /**
+   * Spread the callers' first requests evenly over this many seconds (in groups of callers), so
+   * that they do not move in lockstep: closed-loop callers that all start at once stay together,
+   * and every post's plan, sections and answer then land in the same instant.
+   */
+  rampS?: number
   /** CPUs for the variant (taskset's list); the simulator and this driver get the others. */
   pinTo?: { variant: string, others: string }
   log?: (line: string) => void
@@ -58,8 +64,60 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 // The service closes idle upstream sockets after 4 s; wait past that before counting descriptors.
 const SETTLE_MS = 5_500
 
-/** POST /generate with autocannon, bounded by `durationS` (or `amount`), at `rate` if given. */
-export function load (url: string, options: Pick<ScenarioOptions, 'connections' | 'durationS' | 'amount' | 'rate' | 'chaos' | 'body'>, onResponse?: (ms: number) => void) {
+type LoadOptions = Pick<ScenarioOptions, 'connections' | 'durationS' | 'amount' | 'rate' | 'chaos' | 'body' | 'rampS'>
+
+/** What every load reports: autocannon's result, or the sum of the ramp's groups. */
+export interface LoadResult {
+  requests: { total: number }
+  duration: number
+  latency: { p50: number, p90: number, p99: number, max: number }
+  non2xx: number
+  statusCodeStats?: Record<string, { count?: number | undefined }>
+  errors: number
+  timeouts: number
+}
+
+// Groups a ramp starts its callers in: enough to spread them, few enough that each is one autocannon.
+const RAMP_GROUPS = 20
+
+/**
+ * POST /generate with autocannon, bounded by `durationS` (or `amount`), at `rate` if given. With
+ * `rampS`, the callers start in groups spread over that time, each group running for `durationS`,
+ * and the percentiles come from every response's time.
+ */
+export async function load (url: string, options: LoadOptions, onResponse?: (ms: number) => void): Promise<LoadResult> {
+  const groups = Math.min(RAMP_GROUPS, options.connections)
+  if (options.rampS === undefined || options.rampS <= 0 || groups < 2 || options.amount !== undefined || options.rate !== undefined) {
+    return loadOnce(url, options, onResponse)
+  }
+  const times: number[] = []
+  const started = performance.now()
+  const results = await Promise.all(Array.from({ length: groups }, async (_, group) => {
+    await sleep((group * options.rampS! * 1000) / groups)
+    // The callers split as evenly as they go: the first groups take one more.
+    const connections = Math.floor(options.connections / groups) + (group < options.connections % groups ? 1 : 0)
+    return loadOnce(url, { ...options, connections }, (ms) => {
+      times.push(ms)
+      onResponse?.(ms)
+    })
+  }))
+  const sum = (pick: (result: autocannon.Result) => number) => results.reduce((total, result) => total + pick(result), 0)
+  const statusCodeStats: Record<string, { count: number }> = {}
+  for (const result of results) {
+    for (const [code, { count = 0 }] of Object.entries(result.statusCodeStats ?? {})) statusCodeStats[code] = { count: (statusCodeStats[code]?.count ?? 0) + count }
+  }
+  return {
+    requests: { total: sum((result) => result.requests.total) },
+    duration: (performance.now() - started) / 1000,
+    latency: { p50: percentile(times, 50), p90: percentile(times, 90), p99: percentile(times, 99), max: Math.max(0, ...times) },
+    non2xx: sum((result) => result.non2xx),
+    statusCodeStats,
+    errors: sum((result) => result.errors),
+    timeouts: sum((result) => result.timeouts)
+  }
+}
+
+function loadOnce (url: string, options: LoadOptions, onResponse?: (ms: number) => void) {
   return new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon({
       url,
@@ -158,7 +216,7 @@ export async function runScenario (options: ScenarioOptions) {
         p99Ms: round(percentile(latencies, 99))
       })
     }, 1_000)
-    let result: autocannon.Result
+    let result: LoadResult
     const cpuBefore = processCpuMs(target.pid)
     try {
       result = await load(url, options, (ms) => second.push(ms))
