@@ -109,7 +109,7 @@ export async function load (url: string, options: LoadOptions, onResponse?: (ms:
   return {
     requests: { total: sum((result) => result.requests.total) },
     duration: (performance.now() - started) / 1000,
-    latency: { p50: percentile(times, 50), p90: percentile(times, 90), p99: percentile(times, 99), max: Math.max(0, ...times) },
+    latency: { p50: round(percentile(times, 50)), p90: round(percentile(times, 90)), p99: round(percentile(times, 99)), max: round(Math.max(0, ...times)) },
     non2xx: sum((result) => result.non2xx),
     statusCodeStats,
     errors: sum((result) => result.errors),
