@@ -89,10 +89,11 @@ const envSchema = z.object({
   UPSTREAM_HEADERS_TIMEOUT_MS: MS.default(60_000),
   UPSTREAM_BODY_TIMEOUT_MS: MS.default(30_000),
   UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: MS.default(4_000),
-  // HTTP/2 to HTTPS upstreams that offer it (ALPN), UPSTREAM_HTTP2_STREAMS calls per connection.
-  // Off: at 250 callers (1,750 streams on 18 connections) Node 24.21's HTTP/2 client spun at 100 %
-  // CPU in native code and answered nothing (docs/measured.md, "HTTP/2 to the upstreams").
-  UPSTREAM_HTTP2: z.stringbool().default(false),
+  // HTTP/2 to HTTPS upstreams that offer it (ALPN), UPSTREAM_HTTP2_STREAMS calls per connection:
+  // less than half the CPU a post costs over TLS, and a few connections instead of one per call
+  // (docs/measured.md, "HTTP/2 to the upstreams"). undici before 8.14.0 spun on cancelled HTTP/2
+  // calls; test/plugins/upstream-http2.test.ts fails on such a version.
+  UPSTREAM_HTTP2: z.stringbool().default(true),
   UPSTREAM_HTTP2_STREAMS: z.coerce.number().int().min(1).max(1000).default(100),
   // Extra CA (PEM) for upstream HTTPS, beside the system's roots: a private gateway's CA.
   UPSTREAM_TLS_CA_FILE: caFile,

@@ -52,7 +52,7 @@ function createUpstreamAgent (options: Omit<UpstreamPoolOptions, 'dispatcher'>) 
     connections: options.connections,
     connect: { timeout: options.connectTimeoutMs, lookup: lookupUnlessInvalid, ...(secureContext === undefined ? {} : { secureContext }) },
     // undici offers h2 by ALPN unless told not to (allowH2, on by default since undici 8), so the
-    // choice is written down here: UPSTREAM_HTTP2, off by default (docs/measured.md). Over HTTP/2
+    // choice is written down here: UPSTREAM_HTTP2, on by default (docs/measured.md). Over HTTP/2
     // `connections` counts TCP connections, each carrying up to maxConcurrentStreams calls; the
     // guard's per-origin limit bounds the calls either way.
     allowH2: options.http2,

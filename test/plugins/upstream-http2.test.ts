@@ -46,8 +46,9 @@ async function posts (app: FastifyInstance) {
   return answers.map((answer) => `${answer.statusCode} ${JSON.stringify(answer.json().warnings ?? [])}`)
 }
 
-test(`over HTTP/2, ${CALLERS} posts share ${CONNECTIONS} connections with at most ${STREAMS} calls on each, and none stay open after close`, async (t) => {
-  const { app, simulator } = await tlsStack(t, { UPSTREAM_HTTP2: 'true', UPSTREAM_HTTP2_STREAMS: String(STREAMS) })
+test(`by default over HTTP/2, ${CALLERS} posts share ${CONNECTIONS} connections with at most ${STREAMS} calls on each, and none stay open after close`, async (t) => {
+  // UPSTREAM_HTTP2 is not set: the default is what is tested.
+  const { app, simulator } = await tlsStack(t, { UPSTREAM_HTTP2_STREAMS: String(STREAMS) })
   assert.deepEqual(await posts(app), Array(CALLERS).fill('200 []'))
 
   const stats = simulator.stats()
@@ -65,8 +66,8 @@ test(`over HTTP/2, ${CALLERS} posts share ${CONNECTIONS} connections with at mos
   assert.ok(await until(() => simulator.stats().connections.open === 0), `open after close: ${simulator.stats().connections.open}`)
 })
 
-test('by default (UPSTREAM_HTTP2=false) HTTPS upstreams stay on HTTP/1.1, one call per connection', async (t) => {
-  const { app, simulator } = await tlsStack(t, {})
+test('with UPSTREAM_HTTP2=false, HTTPS upstreams stay on HTTP/1.1, one call per connection', async (t) => {
+  const { app, simulator } = await tlsStack(t, { UPSTREAM_HTTP2: 'false' })
   assert.deepEqual(await posts(app), Array(CALLERS).fill('200 []'))
 
   const stats = simulator.stats()
