@@ -2,13 +2,23 @@
 // one JSON line of memory, descriptors and event-loop figures to fd 3, a pipe the bench reads.
 // Only the bench loads it; production starts without it.
 import { createWriteStream, readdirSync } from 'node:fs'
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks'
 
 const out = createWriteStream('', { fd: 3 })
 out.on('error', () => {})
 const delay = monitorEventLoopDelay({ resolution: 10 })
 delay.enable()
 let lastElu = performance.eventLoopUtilization()
+// Garbage-collection pauses as V8 reports them (each 'gc' entry is the time the main thread stood
+// still for one collection): the longest in each second and their sum, beside the loop's delay.
+let gcLongestMs = 0
+let gcMs = 0
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    gcMs += entry.duration
+    gcLongestMs = Math.max(gcLongestMs, entry.duration)
+  }
+}).observe({ entryTypes: ['gc'] })
 const gc = (globalThis as { gc?: () => void }).gc
 const gcEveryMs = Number(process.env.BENCH_GC_INTERVAL_MS ?? 0)
 let lastGc = performance.now()
@@ -32,9 +42,13 @@ const timer = setInterval(() => {
     arrayBuffers: memory.arrayBuffers,
     fds: readdirSync('/proc/self/fd').length,
     eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
-    eventLoopUtilization: elu.utilization
+    eventLoopUtilization: elu.utilization,
+    gcLongestMs,
+    gcMs
   }) + '\n')
   delay.reset()
+  gcLongestMs = 0
+  gcMs = 0
 }, 1_000)
 timer.unref()
 

@@ -203,13 +203,15 @@ if (capacity) {
   const seconds = (ms: number) => (ms / 1000).toFixed(2)
   const started = rampS > 0 ? `Callers started in groups over ${rampS} s.` : 'Callers started all at once (--ramp 0).'
   lines.push('', `Pace scale ${paceScale}: critical path ${seconds(pathMs)} s (${seconds(pathMs / paceScale)} s real). ${started} Non-2xx must be 0; p99 / path ≤ 1.15.`, '',
-    '| run | answers | non-2xx | p50 s | p99 s | p99 / path | event-loop delay p99, max of 1 s samples | peak RSS MiB | RSS per caller KiB | peak upstream connections | fds idle → after | CPU ms / request |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|')
+    '| run | answers | non-2xx | p50 s | p99 s | p99 / path | event-loop delay p99, max of 1 s samples | longest GC pause · GC share of time | peak RSS MiB | RSS per caller KiB | peak upstream connections | fds idle → after | CPU ms / request |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   for (const { label, result } of results) {
     const statuses = Object.entries(result.statuses).filter(([code]) => !code.startsWith('2')).map(([code, count]) => `${code}: ${count}`).join(', ') || '0'
     const eld = Math.max(0, ...result.samples.map((sample) => sample.eventLoopDelayP99Ms))
+    const gcLongest = Math.max(0, ...result.samples.map((sample) => sample.gcLongestMs))
+    const gcShare = result.samples.reduce((sum, sample) => sum + sample.gcMs, 0) / (10 * Math.max(1, result.samples.length))
     const perCaller = (result.rssMiB.max - result.rssMiB.first) * 1024 / callers
-    lines.push(`| ${label} | ${result.requests} | ${statuses}${result.errors + result.timeouts > 0 ? `; ${result.errors} errors, ${result.timeouts} timeouts` : ''} | ${seconds(result.latencyMs.p50)} | ${seconds(result.latencyMs.p99)} | **${(result.latencyMs.p99 / pathMs).toFixed(2)}** | ${eld} ms | ${result.rssMiB.max} | ${perCaller.toFixed(0)} | ${result.upstream.peakSimulator} | ${result.fds.idle} → ${result.fds.afterLoad} | ${(result.cpuUsPerRequest / 1000).toFixed(1)} |`)
+    lines.push(`| ${label} | ${result.requests} | ${statuses}${result.errors + result.timeouts > 0 ? `; ${result.errors} errors, ${result.timeouts} timeouts` : ''} | ${seconds(result.latencyMs.p50)} | ${seconds(result.latencyMs.p99)} | **${(result.latencyMs.p99 / pathMs).toFixed(2)}** | ${eld} ms | ${gcLongest} ms · ${gcShare.toFixed(1)} % | ${result.rssMiB.max} | ${perCaller.toFixed(0)} | ${result.upstream.peakSimulator} | ${result.fds.idle} → ${result.fds.afterLoad} | ${(result.cpuUsPerRequest / 1000).toFixed(1)} |`)
   }
 }
 

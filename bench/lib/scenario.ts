@@ -48,6 +48,9 @@ export interface Sample {
   fds: number
   eventLoopDelayP99Ms: number
   eventLoopUtilization: number
+  /** The longest garbage-collection pause in this second, and all of them together. */
+  gcLongestMs: number
+  gcMs: number
   upstreamOpenSimulator: number
   upstreamOpenProc: number
   requestsPerS: number
@@ -210,6 +213,8 @@ export async function runScenario (options: ScenarioOptions) {
         fds: probe.fds ?? 0,
         eventLoopDelayP99Ms: round(probe.eventLoopDelayP99Ms ?? 0),
         eventLoopUtilization: round(probe.eventLoopUtilization ?? 0, 2),
+        gcLongestMs: round(probe.gcLongestMs ?? 0),
+        gcMs: round(probe.gcMs ?? 0),
         upstreamOpenSimulator: stats?.connections.open ?? -1,
         upstreamOpenProc: procConnections(target.pid, simulatorPort),
         requestsPerS: latencies.length,
