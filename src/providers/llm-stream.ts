@@ -15,6 +15,7 @@ export interface StreamTimeouts {
 }
 
 export interface Streamed {
+  /** The answer's text; empty when every delta went to `onDelta`, whose caller keeps the text. */
   content: string
   usage: TokenUsage
   /** stop, or length when the model hit max_completion_tokens. */
@@ -172,7 +173,12 @@ async function attempt (call: StreamCall, url: string, messages: ChatMessage[], 
 }
 
 async function read (response: Dispatcher.ResponseData, call: { onDelta?: ((text: string) => void) | undefined }, idle: () => void, maxBytes: number, seen: { tokens: boolean }): Promise<Streamed> {
+  // A section's deltas go to its writer, which keeps them: a second copy here, a string grown by a
+  // token at a time for the seconds the section takes, would only add to what the old generation
+  // has to collect.
+  const keep = call.onDelta === undefined
   let content = ''
+  let characters = 0
   let finishReason: string | undefined
   let usage: TokenUsage | undefined
   let done = false
@@ -197,8 +203,9 @@ async function read (response: Dispatcher.ResponseData, call: { onDelta?: ((text
         if (text != null && text !== '') {
           started = true
           seen.tokens = true
-          content += text
-          call.onDelta?.(text)
+          characters += text.length
+          if (keep) content += text
+          else call.onDelta!(text)
         }
         if (choice.finish_reason != null) finishReason = choice.finish_reason
       }
@@ -240,11 +247,11 @@ async function read (response: Dispatcher.ResponseData, call: { onDelta?: ((text
   })
   // Without [DONE] or a finish_reason, the stream was cut short: the text is not the whole answer.
   if (!done || finishReason === undefined) throw badStream('a stream that ended without finish_reason and [DONE]')
-  if (content === '') throw badStream('an empty completion')
+  if (characters === 0) throw badStream('an empty completion')
   return {
     content,
     finishReason,
-    usage: usage ?? { promptTokens: 0, completionTokens: Math.ceil(content.length / 4), totalTokens: Math.ceil(content.length / 4) }
+    usage: usage ?? { promptTokens: 0, completionTokens: Math.ceil(characters / 4), totalTokens: Math.ceil(characters / 4) }
   }
 }
 
