@@ -52,9 +52,18 @@ export async function streamChat (res: ServerResponse, options: StreamOptions) {
   const faultAt = Math.floor(content.length / 3)
   const stopAt = fault.finishLength === true ? Math.floor(content.length / 2) : content.length
   const charsPerTick = options.pace === undefined ? content.length : Math.max(1, Math.round(options.pace.tokensPerSecond * 4 * TICK_MS / 1000))
+  // The pace is kept against the clock, not per timer: chunk k is due k ticks after the first
+  // token, and a tick that fires late (this process is busy with many streams, or shares its core)
+  // sends everything that has come due since, as a provider's tokens keep coming at their rate
+  // however busy its client is. Sleeping a tick after each write instead made every stream as much
+  // slower as the simulator was loaded, which the service's p99 carried and the unstreamed
+  // reference's did not.
+  const writingSince = performance.now()
+  let tick = 0
   let sent = 0
   while (sent < stopAt) {
-    const next = Math.min(stopAt, sent + charsPerTick)
+    if (options.pace !== undefined) tick = Math.max(tick + 1, Math.floor((performance.now() - writingSince) / TICK_MS) + 1)
+    const next = options.pace === undefined ? stopAt : Math.min(stopAt, tick * charsPerTick)
     if (sent < faultAt && next >= faultAt && hasMidStreamFault(fault)) {
       // Some real tokens first, then the fault.
       res.write(chunk({ content: content.slice(sent, faultAt) }))
@@ -63,7 +72,7 @@ export async function streamChat (res: ServerResponse, options: StreamOptions) {
     }
     res.write(chunk({ content: content.slice(sent, next) }))
     sent = next
-    if (options.pace !== undefined && sent < stopAt) await sleep(TICK_MS, undefined, { signal })
+    if (options.pace !== undefined && sent < stopAt) await sleep(Math.max(0, writingSince + tick * TICK_MS - performance.now()), undefined, { signal })
   }
   if (fault.noDone === true) return res.end()
   res.write(chunk({}, fault.finishLength === true ? 'length' : 'stop'))

@@ -8,7 +8,7 @@ import { realPace } from '../../src/simulator/stream.ts'
 const SECTION = { model: 'm', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: '<section>{"brief":{"topic":"kites"},"words":200}</section>' }] }
 
 /** Reads a stream as a client would, with a real SSE parser: the events, and when each arrived. */
-async function readStream (origin: string, fault?: string) {
+async function readStream (origin: string, fault?: string, onEvent?: (data: string) => void) {
   const started = performance.now()
   const response = await request(`${origin}/v1/chat/completions`, {
     method: 'POST',
@@ -18,7 +18,12 @@ async function readStream (origin: string, fault?: string) {
     reset: true
   })
   const events: Array<{ data: string, at: number }> = []
-  const parser = createParser({ onEvent: (event) => events.push({ data: event.data, at: performance.now() - started }) })
+  const parser = createParser({
+    onEvent: (event) => {
+      events.push({ data: event.data, at: performance.now() - started })
+      onEvent?.(event.data)
+    }
+  })
   let error: string | undefined
   try {
     for await (const chunk of response.body) parser.feed(String(chunk))
@@ -52,6 +57,27 @@ test('at real pace scaled by 0.05: the first token after 25 ms, then 1,600 token
   const expectedMs = Math.ceil(content.length / 4) / 1_600 * 1000
   assert.ok(first >= 25, `first token at ${first.toFixed(0)} ms`)
   assert.ok(last - first >= expectedMs * 0.7 && last - first <= expectedMs * 2 + 100, `${(last - first).toFixed(0)} ms of writing for ${expectedMs.toFixed(0)} expected`)
+})
+
+test('the pace is kept against the clock: after 150 ms of a blocked event loop the stream catches up', async (t) => {
+  const simulator = await startSimulator({ pace: realPace(0.1) })
+  t.after(() => simulator.close())
+  // 40 ms after the first token, this process (simulator and client) is blocked for 150 ms, as a
+  // simulator serving many streams on a shared core falls behind its timers.
+  let block: NodeJS.Timeout | undefined
+  t.after(() => clearTimeout(block))
+  const { content, chunks } = await readStream(simulator.origin, undefined, (data) => {
+    if (block !== undefined || !data.includes('"content":"') || data.includes('"content":""')) return
+    block = setTimeout(() => {
+      const until = performance.now() + 150
+      while (performance.now() < until);
+    }, 40)
+  })
+  const withText = chunks.filter((chunk) => chunk.choices?.[0]?.delta?.content)
+  const writingMs = withText.at(-1)!.at - withText[0]!.at
+  const expectedMs = Math.ceil(content.length / 4) / 800 * 1000
+  assert.ok(expectedMs > 300, `a stream long enough to be blocked mid-way (${expectedMs.toFixed(0)} ms)`)
+  assert.ok(writingMs >= expectedMs - 40 && writingMs <= expectedMs + 60, `${writingMs.toFixed(0)} ms of writing for ${expectedMs.toFixed(0)} expected: the block was added on top`)
 })
 
 test('the faults a streaming client must survive: a stall, a cut socket, an in-band error, no [DONE], a length cut-off', async (t) => {
