@@ -1,8 +1,10 @@
-// npm run bench:stream [-- --streams 100 --bursts 3 --pace-scale 0.1 --name NAME]
+// npm run bench:stream [-- --streams 100 --bursts 3 --pace-scale 0.1 --tls --name NAME]
 // N callers open a stream (Accept: text/event-stream) at once, in B bursts one after another,
 // against the simulator at a provider's pace times the scale; reports time to `accepted`, time to
 // the first delta against the plan plus the first token, how every stream ended, and the service's
-// memory per open stream (heap after GC, and RSS at the peak of open streams over RSS idle). Only 127.0.0.1; every process stopped by PID.
+// memory per open stream (heap after GC, and RSS at the peak of open streams over RSS idle). With
+// --tls the simulator serves HTTPS and the service speaks HTTP/2 to it, as it does to real providers
+// (UPSTREAM_HTTP2 is on by default); without, plain HTTP/1.1. Only 127.0.0.1; every process stopped by PID.
 import { subscribe } from 'node:diagnostics_channel'
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -11,17 +13,19 @@ import { Agent, request } from 'undici'
 import { freePort, liveEnv } from '../test/spawn.ts'
 import { availableParallelism } from 'node:os'
 import { pin, startProcess } from './lib/processes.ts'
+import { throwawayCertificates } from '../test/tls.ts'
 import { percentile } from './lib/sample.ts'
 
-const { values } = parseArgs({ options: { streams: { type: 'string', default: '100' }, bursts: { type: 'string', default: '3' }, 'pace-scale': { type: 'string', default: '0.1' }, name: { type: 'string' } } })
+const { values } = parseArgs({ options: { streams: { type: 'string', default: '100' }, bursts: { type: 'string', default: '3' }, 'pace-scale': { type: 'string', default: '0.1' }, tls: { type: 'boolean', default: false }, name: { type: 'string' } } })
 const streams = Number(values.streams)
 const bursts = Number(values.bursts)
 const scale = Number(values['pace-scale'])
-const name = values.name ?? `stream-${streams}`
+const name = values.name ?? `stream-${streams}${values.tls ? '-tls' : ''}`
+const tls = values.tls ? throwawayCertificates('stream', (remove) => process.once('exit', remove)) : undefined
 const WARM_UP_BURSTS = 10
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
 
-const simulator = await startProcess(['src/simulator/main.ts', '--port', '0', '--pace', 'real', '--pace-scale', String(scale), '--keep-alive-ms', '60000'], {}, /"origin":"(http:\/\/127\.0\.0\.1:\d+)"/)
+const simulator = await startProcess(['src/simulator/main.ts', '--port', '0', '--pace', 'real', '--pace-scale', String(scale), '--keep-alive-ms', '60000', ...(tls === undefined ? [] : ['--tls-cert', tls.cert, '--tls-key', tls.key])], {}, /"origin":"(https?:\/\/127\.0\.0\.1:\d+)"/)
 const service = await startProcess(['--expose-gc', '--import', './bench/probe.ts', '--import', './dist/telemetry.js', 'dist/server.js'], {
   PORT: String(await freePort()),
   METRICS_PORT: String(await freePort()),
@@ -30,7 +34,8 @@ const service = await startProcess(['--expose-gc', '--import', './bench/probe.ts
   // Capacity for this many streams at once: every one holds an image and four sections (one origin).
   MAX_CONCURRENT_REQUESTS: String(streams + 10),
   UPSTREAM_CONNECTIONS: String(Math.min(4096, Math.max(64, streams * 5))),
-  UPSTREAM_MAX_QUEUED: String(streams * 8)
+  UPSTREAM_MAX_QUEUED: String(streams * 8),
+  ...(tls === undefined ? {} : { UPSTREAM_TLS_CA_FILE: tls.ca })
 }, /Server listening at (http:\/\/127\.0\.0\.1:\d+)/)
 // The service gets core 0 to itself, as a Cloud Run instance has its vCPU; the simulator and this
 // driver share the others.
@@ -103,9 +108,14 @@ try {
   })
   // Each burst's p99 is its slowest caller or two: one GC or a stall of this VM's host moves it by
   // tens of milliseconds. Several bursts, one after another, give the figures with their spread.
+  // Each burst opens on an instance at rest: a second after the last one's streams have ended,
+  // when the service has closed them and written their access lines. Without the pause, the next
+  // burst's requests arrive while that work still runs (~100 ms of it for 100 streams), and its
+  // first burst measured that instead.
   const results: Array<{ status: number, at: Record<string, number>, ending: string }> = []
   const burstP99: number[] = []
   for (let burst = 0; burst < bursts; burst++) {
+    if (burst > 0) await new Promise((resolve) => setTimeout(resolve, 1_000))
     firstDeltas = 0
     const round = await Promise.all(Array.from({ length: streams }, (_, index) => open1(`${burst}-${index}`)))
     burstP99.push(percentile(round.map((r) => r.at.accepted ?? Infinity), 99))
@@ -152,7 +162,7 @@ try {
   const afterPlan = results.filter((r) => r.at.delta !== undefined && r.at.plan !== undefined).map((r) => (r.at.delta! - r.at.plan!) / scale)
   const lines = [
     `# ${name}`, '',
-    `${new Date().toISOString()} · Node ${process.version} · ${bursts} bursts of ${streams} streams opened at once, one after another · medium posts · pace × ${scale} · ${pinned ? 'service pinned to core 0, simulator and driver on the others' : 'not pinned: service, simulator and driver share the cores'}`, '',
+    `${new Date().toISOString()} · Node ${process.version} · ${bursts} bursts of ${streams} streams opened at once, one after another · medium posts · pace × ${scale} · ${tls === undefined ? 'upstreams over plain HTTP/1.1' : 'upstreams over HTTPS, HTTP/2'} · ${pinned ? 'service pinned to core 0, simulator and driver on the others' : 'not pinned: service, simulator and driver share the cores'}`, '',
     '| figure | measured |', '|---|---|',
     `| endings | ${JSON.stringify(endings)} (a 200 stream with neither result nor error: ${endings.none ?? 0}) |`,
     `| time to \`accepted\`, p50 / p99: from the call | ${percentile(acceptedMs, 50).toFixed(1)} / **${percentile(acceptedMs, 99).toFixed(1)} ms**; p99 of each burst: ${burstP99.map((ms) => ms.toFixed(1)).join(', ')} ms |`,
