@@ -171,6 +171,11 @@ export async function generatePost (brief: Brief, deps: PipelineDeps) {
     }, deps.events !== undefined)
     const writers = planned.sections.map((section, index) => createSection(index, section.heading, wordsPerSection, upstreams.image.urlOrigins, order))
     const sections = await timed('sections', (stepSignal) => Promise.all(planned.sections.map(async (_, index) => {
+      // The first section is what a reader sees first; the others are held until it is done, and
+      // it takes seconds to write. Their calls go out a turn of the event loop later, so that when
+      // many plans finish together every post's first section is sent, and answered by the
+      // upstream, before any post's later ones.
+      if (index > 0) await new Promise((resolve) => setImmediate(resolve))
       const writer = writers[index]!
       const written = await streamCompletion({
         ...llm,
