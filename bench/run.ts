@@ -10,7 +10,7 @@ import { throwawayCertificates } from '../test/tls.ts'
 
 const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0] [--pool 64] [--runs 1] [--rate REQ_PER_S]
                      [--compare [--leaky-requests 2000]] [--soak] [--telemetry-cost] [--chaos RATE]
-                     [--capacity [--pace-scale 0.25] [--ramp SECONDS]] [--tls] [--http2-cost] [--node-args="FLAGS"] [--env NAME=VALUE]... [--name NAME]
+                     [--capacity [--pace-scale 0.25] [--ramp SECONDS] [--overload F]] [--tls] [--http2-cost] [--node-args="FLAGS"] [--env NAME=VALUE]... [--name NAME]
   --compare  this service, a minimal reference (bare Fastify + one Agent) and the incident's pattern
   --soak     the service alone, 10 minutes by default, forcing a GC every 30 s to read the heap
   --telemetry-cost  the service with its telemetry preload on and off (OTEL_SDK_DISABLED=true)
@@ -22,6 +22,11 @@ const USAGE = `npm run bench -- [--duration 30] [--connections 50] [--latency 0]
              driver and simulator on the other) with the heap a 1 GiB Cloud Run instance gives it;
              MAX_CONCURRENT_REQUESTS and UPSTREAM_CONNECTIONS at the caller count. Reports non-2xx,
              p50 and p99 against the critical path, event-loop delay, RSS, fds, connections, CPU
+  --overload F  with --capacity: the service admits --connections N (MAX_CONCURRENT_REQUESTS), and
+             F x N callers each ask at most once a second (a refused one asks again within the
+             second, as Retry-After: 1 says). The service alone; reports the admitted answers
+             against the path and how fast the refused got their 503. Run it beside a plain
+             --capacity run at N to compare the admitted
   --ramp S   start the callers in groups spread over S seconds (capacity default: one critical
              path, so that they arrive as independent callers do); --ramp 0 starts all at once
   --tls      the simulator serves HTTPS (a throwaway certificate the service trusts) and speaks
@@ -47,6 +52,7 @@ const { values } = parseArgs({
     soak: { type: 'boolean', default: false },
     chaos: { type: 'string' },
     capacity: { type: 'boolean', default: false },
+    overload: { type: 'string' },
     'pace-scale': { type: 'string', default: '0.25' },
     'leaky-requests': { type: 'string', default: '2000' },
     'node-args': { type: 'string' },
@@ -79,6 +85,11 @@ function probability (name: string, text: string) {
 }
 
 const capacity = values.capacity
+const overload = values.overload === undefined ? undefined : positive('overload', values.overload)
+if (overload !== undefined && (!capacity || overload < 2)) {
+  console.error(`--overload goes with --capacity and takes a whole number from 2\n${USAGE}`)
+  process.exit(2)
+}
 const http2Cost = values['http2-cost']
 // A throwaway CA and certificate for the simulator's HTTPS; this process trusts it for its own
 // reads of the simulator's stats, and the service through UPSTREAM_TLS_CA_FILE.
@@ -106,7 +117,8 @@ for (const pair of values.env) {
 const extraNodeArgs = values['node-args']?.split(/\s+/).filter(Boolean) ?? []
 const base: Omit<ScenarioOptions, 'variant'> = {
   durationS: positive('duration', values.duration ?? (values.soak ? '600' : capacity ? '60' : '30')),
-  connections: callers,
+  connections: callers * (overload ?? 1),
+  ...(overload === undefined ? {} : { connectionRate: 1 }),
   latencyMs: positive('latency', values.latency),
   pool: positive('pool', values.pool ?? (capacity ? String(Math.min(4096, callers * PEAK_CALLS_PER_ORIGIN)) : '64')),
   ...(values.rate === undefined ? {} : { rate: positive('rate', values.rate) }),
@@ -128,7 +140,7 @@ const base: Omit<ScenarioOptions, 'variant'> = {
     : { ...(extraNodeArgs.length > 0 ? { nodeArgs: extraNodeArgs } : {}), ...(values.env.length > 0 ? { env: extraEnv } : {}) })
 }
 const runs = Math.max(1, positive('runs', values.runs))
-const name = values.name ?? (http2Cost ? `http2-cost${capacity ? `-${callers}` : ''}` : capacity ? `capacity-${callers}${tls === undefined ? '' : '-tls'}` : values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : values.chaos !== undefined ? `chaos-${values.chaos}` : 'bench')
+const name = values.name ?? (http2Cost ? `http2-cost${capacity ? `-${callers}` : ''}` : capacity ? `capacity-${callers}${tls === undefined ? '' : '-tls'}${overload === undefined ? '' : `-overload-${overload}`}` : values.compare ? 'compare' : values.soak ? 'soak' : values['telemetry-cost'] ? 'telemetry-cost' : values.chaos !== undefined ? `chaos-${values.chaos}` : 'bench')
 
 const results: Array<{ label: string, result: ScenarioResult }> = []
 for (let run = 1; run <= runs; run++) {
@@ -148,7 +160,8 @@ for (let run = 1; run <= runs; run++) {
     continue
   }
   await service()
-  if (capacity) results.push({ label: `reference #${run}`, result: await runScenario({ ...base, variant: 'reference' }) })
+  // The reference admits everyone: beside an overload it would measure nothing.
+  if (capacity && overload === undefined) results.push({ label: `reference #${run}`, result: await runScenario({ ...base, variant: 'reference' }) })
   if (values.compare) results.push({ label: `reference #${run}`, result: await runScenario({ ...base, variant: 'reference' }) })
 }
 if (values.compare) {
@@ -212,6 +225,19 @@ if (capacity) {
     const gcShare = result.samples.reduce((sum, sample) => sum + sample.gcMs, 0) / (10 * Math.max(1, result.samples.length))
     const perCaller = (result.rssMiB.max - result.rssMiB.first) * 1024 / callers
     lines.push(`| ${label} | ${result.requests} | ${statuses}${result.errors + result.timeouts > 0 ? `; ${result.errors} errors, ${result.timeouts} timeouts` : ''} | ${seconds(result.latencyMs.p50)} | ${seconds(result.latencyMs.p99)} | **${(result.latencyMs.p99 / pathMs).toFixed(2)}** | ${eld} ms | ${gcLongest} ms · ${gcShare.toFixed(1)} % | ${result.rssMiB.max} | ${perCaller.toFixed(0)} | ${result.upstream.peakSimulator} | ${result.fds.idle} → ${result.fds.afterLoad} | ${(result.cpuUsPerRequest / 1000).toFixed(1)} |`)
+  }
+}
+
+if (overload !== undefined) {
+  lines.push('', `Overload ${overload} ×: ${callers} admitted at a time (MAX_CONCURRENT_REQUESTS), ${callers * overload} callers, ` +
+    'each asking at most once a second. The table above pools every answer; here the admitted and the refused apart.')
+  lines.push('', '| run | 200: answers · p50 s · p99 s · p99 / path | 503: answers · p50 ms · p99 ms | other statuses | event-loop delay p99, max of 1 s samples | CPU ms / 200 |', '|---|---|---|---|---|---|')
+  for (const { label, result } of results) {
+    const ok = result.byStatus?.['200'] ?? { count: 0, p50: 0, p99: 0 }
+    const shed = result.byStatus?.['503'] ?? { count: 0, p50: 0, p99: 0 }
+    const others = Object.entries(result.byStatus ?? {}).filter(([code]) => code !== '200' && code !== '503').map(([code, { count }]) => `${code}: ${count}`).join(', ') || '0'
+    const eld = Math.max(0, ...result.samples.map((sample) => sample.eventLoopDelayP99Ms))
+    lines.push(`| ${label} | ${ok.count} · ${(ok.p50 / 1000).toFixed(2)} · ${(ok.p99 / 1000).toFixed(2)} · **${(ok.p99 / pathMs).toFixed(2)}** | ${shed.count} · ${shed.p50} · **${shed.p99}** | ${others}${result.errors + result.timeouts > 0 ? `; ${result.errors} errors, ${result.timeouts} timeouts` : ''} | ${eld} ms | ${(result.cpuUsPerRequest * result.requests / Math.max(1, ok.count) / 1000).toFixed(1)} |`)
   }
 }
 

@@ -33,6 +33,11 @@ export interface ScenarioOptions {
    * and every post's plan, sections and answer then land in the same instant.
    */
   rampS?: number
+  /**
+   * Each caller sends at most this many requests a second (autocannon's connectionRate): a caller
+   * refused with Retry-After: 1 asks again within the second, as a well-behaved client does.
+   */
+  connectionRate?: number
   /** CPUs for the variant (taskset's list); the simulator and this driver get the others. */
   pinTo?: { variant: string, others: string }
   log?: (line: string) => void
@@ -67,7 +72,7 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 // The service closes idle upstream sockets after 4 s; wait past that before counting descriptors.
 const SETTLE_MS = 5_500
 
-type LoadOptions = Pick<ScenarioOptions, 'connections' | 'durationS' | 'amount' | 'rate' | 'chaos' | 'body' | 'rampS'>
+type LoadOptions = Pick<ScenarioOptions, 'connections' | 'durationS' | 'amount' | 'rate' | 'chaos' | 'body' | 'rampS' | 'connectionRate'>
 
 /** What every load reports: autocannon's result, or the sum of the ramp's groups. */
 export interface LoadResult {
@@ -78,6 +83,8 @@ export interface LoadResult {
   statusCodeStats?: Record<string, { count?: number | undefined }>
   errors: number
   timeouts: number
+  /** Response times by status (ramped loads only): what the admitted waited, and the refused. */
+  byStatus?: Record<string, { count: number, p50: number, p99: number }>
 }
 
 // Groups a ramp starts its callers in: enough to spread them, few enough that each is one autocannon.
@@ -88,20 +95,23 @@ const RAMP_GROUPS = 20
  * `rampS`, the callers start in groups spread over that time, each group running for `durationS`,
  * and the percentiles come from every response's time.
  */
-export async function load (url: string, options: LoadOptions, onResponse?: (ms: number) => void): Promise<LoadResult> {
+export async function load (url: string, options: LoadOptions, onResponse?: (ms: number, status: number) => void): Promise<LoadResult> {
   const groups = Math.min(RAMP_GROUPS, options.connections)
   if (options.rampS === undefined || options.rampS <= 0 || groups < 2 || options.amount !== undefined || options.rate !== undefined) {
     return loadOnce(url, options, onResponse)
   }
   const times: number[] = []
+  const byStatus: Record<string, number[]> = {}
   const started = performance.now()
   const results = await Promise.all(Array.from({ length: groups }, async (_, group) => {
     await sleep((group * options.rampS! * 1000) / groups)
     // The callers split as evenly as they go: the first groups take one more.
     const connections = Math.floor(options.connections / groups) + (group < options.connections % groups ? 1 : 0)
-    return loadOnce(url, { ...options, connections }, (ms) => {
+    return loadOnce(url, { ...options, connections }, (ms, status) => {
       times.push(ms)
-      onResponse?.(ms)
+      const sameStatus = byStatus[status] ??= []
+      sameStatus.push(ms)
+      onResponse?.(ms, status)
     })
   }))
   const sum = (pick: (result: autocannon.Result) => number) => results.reduce((total, result) => total + pick(result), 0)
@@ -116,11 +126,12 @@ export async function load (url: string, options: LoadOptions, onResponse?: (ms:
     non2xx: sum((result) => result.non2xx),
     statusCodeStats,
     errors: sum((result) => result.errors),
-    timeouts: sum((result) => result.timeouts)
+    timeouts: sum((result) => result.timeouts),
+    byStatus: Object.fromEntries(Object.entries(byStatus).map(([status, list]) => [status, { count: list.length, p50: round(percentile(list, 50)), p99: round(percentile(list, 99)) }]))
   }
 }
 
-function loadOnce (url: string, options: LoadOptions, onResponse?: (ms: number) => void) {
+function loadOnce (url: string, options: LoadOptions, onResponse?: (ms: number, status: number) => void) {
   return new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon({
       url,
@@ -131,9 +142,10 @@ function loadOnce (url: string, options: LoadOptions, onResponse?: (ms: number) 
       duration: options.durationS,
       ...(options.amount === undefined ? {} : { amount: options.amount }),
       ...(options.rate === undefined ? {} : { overallRate: options.rate }),
+      ...(options.connectionRate === undefined ? {} : { connectionRate: options.connectionRate }),
       timeout: 30
     }, (error, result) => error ? reject(error) : resolve(result))
-    if (onResponse !== undefined) instance.on('response', (_client, _status, _bytes, ms) => onResponse(ms))
+    if (onResponse !== undefined) instance.on('response', (_client, status, _bytes, ms) => onResponse(ms, status))
   })
 }
 
@@ -252,6 +264,7 @@ export async function runScenario (options: ScenarioOptions) {
       requestsPerS: round(result.requests.total / result.duration),
       cpuUsPerRequest: Math.round((cpuMsUsed * 1000) / Math.max(1, result.requests.total)),
       latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max },
+      byStatus: result.byStatus,
       non2xx: result.non2xx,
       statuses: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, { count }]) => [code, count])),
       chaos: options.chaos === undefined
