@@ -109,9 +109,9 @@ try {
   // Each burst's p99 is its slowest caller or two: one GC or a stall of this VM's host moves it by
   // tens of milliseconds. Several bursts, one after another, give the figures with their spread.
   // Each burst opens on an instance at rest: a second after the last one's streams have ended,
-  // when the service has closed them and written their access lines. Without the pause, the next
-  // burst's requests arrive while that work still runs (~100 ms of it for 100 streams), and its
-  // first burst measured that instead.
+  // when the service has closed them and written their access lines. Without the pause, a burst's
+  // requests could arrive while that work still ran (one CPU profile showed a 170 ms busy stretch
+  // holding both), and its time to accepted counted it.
   const results: Array<{ status: number, at: Record<string, number>, ending: string }> = []
   const burstP99: number[] = []
   for (let burst = 0; burst < bursts; burst++) {
