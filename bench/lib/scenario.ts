@@ -83,7 +83,7 @@ export interface LoadResult {
   statusCodeStats?: Record<string, { count?: number | undefined }>
   errors: number
   timeouts: number
-  /** Response times by status (ramped loads only): what the admitted waited, and the refused. */
+  /** Response times by status: what the admitted waited, and the refused. */
   byStatus?: Record<string, { count: number, p50: number, p99: number }>
 }
 
@@ -96,22 +96,26 @@ const RAMP_GROUPS = 20
  * and the percentiles come from every response's time.
  */
 export async function load (url: string, options: LoadOptions, onResponse?: (ms: number, status: number) => void): Promise<LoadResult> {
+  const byStatus: Record<string, number[]> = {}
+  const record = (ms: number, status: number) => {
+    const sameStatus = byStatus[status] ??= []
+    sameStatus.push(ms)
+    onResponse?.(ms, status)
+  }
+  const statusTimes = () => Object.fromEntries(Object.entries(byStatus).map(([status, list]) => [status, { count: list.length, p50: round(percentile(list, 50)), p99: round(percentile(list, 99)) }]))
   const groups = Math.min(RAMP_GROUPS, options.connections)
   if (options.rampS === undefined || options.rampS <= 0 || groups < 2 || options.amount !== undefined || options.rate !== undefined) {
-    return loadOnce(url, options, onResponse)
+    return { ...await loadOnce(url, options, record), byStatus: statusTimes() }
   }
-  const times: number[] = []
-  const byStatus: Record<string, number[]> = {}
   const started = performance.now()
+  const times: number[] = []
   const results = await Promise.all(Array.from({ length: groups }, async (_, group) => {
     await sleep((group * options.rampS! * 1000) / groups)
     // The callers split as evenly as they go: the first groups take one more.
     const connections = Math.floor(options.connections / groups) + (group < options.connections % groups ? 1 : 0)
     return loadOnce(url, { ...options, connections }, (ms, status) => {
       times.push(ms)
-      const sameStatus = byStatus[status] ??= []
-      sameStatus.push(ms)
-      onResponse?.(ms, status)
+      record(ms, status)
     })
   }))
   const sum = (pick: (result: autocannon.Result) => number) => results.reduce((total, result) => total + pick(result), 0)
@@ -127,7 +131,7 @@ export async function load (url: string, options: LoadOptions, onResponse?: (ms:
     statusCodeStats,
     errors: sum((result) => result.errors),
     timeouts: sum((result) => result.timeouts),
-    byStatus: Object.fromEntries(Object.entries(byStatus).map(([status, list]) => [status, { count: list.length, p50: round(percentile(list, 50)), p99: round(percentile(list, 99)) }]))
+    byStatus: statusTimes()
   }
 }
 
