@@ -1,7 +1,9 @@
 // Preloaded into a benchmarked process (node --import ./bench/probe.ts): once a second it writes
 // one JSON line of memory, descriptors and event-loop figures to fd 3, a pipe the bench reads.
 // Only the bench loads it; production starts without it.
+import { subscribe } from 'node:diagnostics_channel'
 import { createWriteStream, readdirSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
 import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks'
 
 const out = createWriteStream('', { fd: 3 })
@@ -23,7 +25,25 @@ const gc = (globalThis as { gc?: () => void }).gc
 const gcEveryMs = Number(process.env.BENCH_GC_INTERVAL_MS ?? 0)
 let lastGc = performance.now()
 
+// When the process read each request that names its caller (x-bench-caller, which the stream
+// bench sends): on CLOCK_MONOTONIC, which process.hrtime reads and every process on the machine
+// shares, so the bench can tell a caller's wait to be read from the service's own time. Sent with
+// the next line, not one write per request.
+let reads: Record<string, number> = {}
+let readCount = 0
+subscribe('http.server.request.start', (message) => {
+  const caller = (message as { request: IncomingMessage }).request.headers['x-bench-caller']
+  if (typeof caller !== 'string') return
+  reads[caller] = Number(process.hrtime.bigint() / 1000n)
+  readCount++
+})
+
 const timer = setInterval(() => {
+  if (readCount > 0) {
+    out.write(JSON.stringify({ readAtUs: reads }) + '\n')
+    reads = {}
+    readCount = 0
+  }
   let heapAfterGc: number | undefined
   if (gc !== undefined && gcEveryMs > 0 && performance.now() - lastGc >= gcEveryMs) {
     gc()

@@ -1,6 +1,7 @@
 // npm run bench:stream [-- --streams 100 --bursts 3 --pace-scale 0.1 --tls --name NAME]
 // N callers open a stream (Accept: text/event-stream) at once, in B bursts one after another,
-// against the simulator at a provider's pace times the scale; reports time to `accepted`, time to
+// against the simulator at a provider's pace times the scale; reports time to `accepted` (and its
+// parts: waiting to be read, the service's own time, the way back), time to
 // the first delta against the plan plus the first token, how every stream ended, and the service's
 // memory per open stream (heap after GC, and RSS at the peak of open streams over RSS idle). With
 // --tls the simulator serves HTTPS and the service speaks HTTP/2 to it, as it does to real providers
@@ -23,6 +24,7 @@ const scale = Number(values['pace-scale'])
 const name = values.name ?? `stream-${streams}${values.tls ? '-tls' : ''}`
 const tls = values.tls ? throwawayCertificates('stream', (remove) => process.once('exit', remove)) : undefined
 const WARM_UP_BURSTS = 10
+const microseconds = () => Number(process.hrtime.bigint() / 1000n)
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
 
 const simulator = await startProcess(['src/simulator/main.ts', '--port', '0', '--pace', 'real', '--pace-scale', String(scale), '--keep-alive-ms', '60000', ...(tls === undefined ? [] : ['--tls-cert', tls.cert, '--tls-key', tls.key])], {}, /"origin":"(https?:\/\/127\.0\.0\.1:\d+)"/)
@@ -100,11 +102,13 @@ try {
   // When each request's headers left this driver: its 100 request() calls run back to back on one
   // core, so the last caller's bytes leave ~10 ms after its call. Time to accepted is reported both
   // ways: from the call, and from the moment the service could first have read the request.
+  // On CLOCK_MONOTONIC (process.hrtime), as the probe in the service stamps when it read each
+  // request: the two processes' stamps compare.
   const sentAt = new Map<string, number>()
   subscribe('undici:client:sendHeaders', (message) => {
     const headers = (message as { request: { headers: string[] } }).request.headers
     const at = headers.indexOf('x-bench-caller')
-    if (at >= 0) sentAt.set(headers[at + 1]!, performance.now())
+    if (at >= 0) sentAt.set(headers[at + 1]!, microseconds())
   })
   // Each burst's p99 is its slowest caller or two: one GC or a stall of this VM's host moves it by
   // tens of milliseconds. Several bursts, one after another, give the figures with their spread.
@@ -112,7 +116,7 @@ try {
   // when the service has closed them and written their access lines. Without the pause, a burst's
   // requests could arrive while that work still ran (one CPU profile showed a 170 ms busy stretch
   // holding both), and its time to accepted counted it.
-  const results: Array<{ status: number, at: Record<string, number>, ending: string }> = []
+  const results: Array<{ caller: string, status: number, at: Record<string, number>, ending: string }> = []
   const burstP99: number[] = []
   for (let burst = 0; burst < bursts; burst++) {
     if (burst > 0) await new Promise((resolve) => setTimeout(resolve, 1_000))
@@ -137,12 +141,14 @@ try {
     })
     open++
     peakOpen = Math.max(peakOpen, open)
+    // The service's own time to the accepted event (its Server-Timing), from its onRequest.
+    at.service = Number(/app;dur=([\d.]+)/.exec(String(response.headers['server-timing']))?.[1])
     const parser = createParser({
       onEvent: (event) => {
         const type = event.event ?? 'message'
         if (type === 'delta' && at.delta === undefined) firstDeltas++
         at[type] ??= performance.now() - started
-        if (type === 'accepted') at.acceptedFromSent = performance.now() - sentAt.get(caller)!
+        if (type === 'accepted') at.acceptedFromSent = (microseconds() - sentAt.get(caller)!) / 1000
         if (type === 'result') ending = type
         if (type === 'error') ending = `error ${JSON.parse(event.data).error.code}`
       }
@@ -151,8 +157,22 @@ try {
     if (response.statusCode !== 200) ending = `status ${response.statusCode}`
     for await (const chunk of response.body) parser.feed(String(chunk))
     open--
-    return { status: response.statusCode, at, ending }
+    return { caller, status: response.statusCode, at, ending }
   }
+
+  // Time to accepted, from the request leaving this driver, in three parts: waiting to be read
+  // (until the service's HTTP parser hands the request on: the loop was busy with the callers
+  // before it), the service's own time, and the way back. The probe sends its read times once a
+  // second; the streams have run for seconds since the last burst's requests were read.
+  const readAt: Record<string, number> = Object.assign({}, ...service.probes.map((probe) => (probe as { readAtUs?: Record<string, number> }).readAtUs ?? {}))
+  const waiting = results.map((r) => (readAt[r.caller]! - sentAt.get(r.caller)!) / 1000)
+  const inService = results.map((r) => r.at.service!)
+  const back = results.map((r, index) => r.at.acceptedFromSent! - waiting[index]! - inService[index]!)
+  const readSpans = Array.from({ length: bursts }, (_, burst) => {
+    const times = results.filter((r) => r.caller.startsWith(`${burst}-`)).map((r) => readAt[r.caller]!)
+    return (Math.max(...times) - Math.min(...times)) / 1000
+  })
+  const p5099 = (values: number[]) => `${percentile(values, 50).toFixed(1)} / ${percentile(values, 99).toFixed(1)}`
 
   const endings: Record<string, number> = {}
   for (const result of results) endings[result.ending] = (endings[result.ending] ?? 0) + 1
@@ -167,6 +187,8 @@ try {
     `| endings | ${JSON.stringify(endings)} (a 200 stream with neither result nor error: ${endings.none ?? 0}) |`,
     `| time to \`accepted\`, p50 / p99: from the call | ${percentile(acceptedMs, 50).toFixed(1)} / **${percentile(acceptedMs, 99).toFixed(1)} ms**; p99 of each burst: ${burstP99.map((ms) => ms.toFixed(1)).join(', ')} ms |`,
     `| time to \`accepted\`, p50 / p99: from the request leaving the driver | ${percentile(fromSent, 50).toFixed(1)} / **${percentile(fromSent, 99).toFixed(1)} ms** |`,
+    `| the same in parts, p50 / p99: waiting to be read · in the service · back to the caller | ${p5099(waiting)} · ${p5099(inService)} · ${p5099(back)} ms |`,
+    `| the service reading a burst: first request read to the last, each burst | ${readSpans.map((ms) => ms.toFixed(1)).join(', ')} ms: one request every ${(readSpans.reduce((sum, ms) => sum + ms, 0) / bursts / Math.max(1, streams - 1) * 1000).toFixed(0)} µs |`,
     `| time to the first delta, p50, real time | ${(percentile(results.map((r) => r.at.delta ?? Infinity), 50) / scale / 1000).toFixed(2)} s |`,
     `| time to the plan, p50, real time | ${(percentile(results.map((r) => r.at.plan ?? Infinity), 50) / scale / 1000).toFixed(2)} s |`,
     `| first delta after the plan, p50 / p99, real time (target ≤ first token 0.5 s + 0.1 s) | ${(percentile(afterPlan, 50) / 1000).toFixed(2)} / **${(percentile(afterPlan, 99) / 1000).toFixed(2)} s** |`,
