@@ -55,3 +55,19 @@ export class ServiceError extends Error {
 export function isServiceError (error: unknown): error is ServiceError {
   return error instanceof ServiceError
 }
+
+/**
+ * What a log line says of a catalogued error: its code, status, details and cause, not its stack.
+ * The stack is that of the throw site, the same on every answer with the code, and some codes
+ * come hundreds of times a second (a shed burst, an open breaker): a stack on each would be most
+ * of the log volume and of the CPU a refusal costs, and tell nothing.
+ */
+export function errorLogFields (error: ServiceError) {
+  const cause = error.cause
+  return {
+    code: error.code,
+    status: error.statusCode,
+    ...(error.details === undefined ? {} : { details: error.details }),
+    ...(cause === undefined ? {} : { cause: cause instanceof Error ? { type: cause.name, message: cause.message, ...('code' in cause ? { code: cause.code } : {}) } : cause })
+  }
+}

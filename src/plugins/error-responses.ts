@@ -5,7 +5,7 @@ import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, Fa
 import fp from 'fastify-plugin'
 import secureJson from 'secure-json-parse'
 import { z } from 'zod'
-import { catalogue, isServiceError, type ErrorBody, type ErrorCode } from '../errors.ts'
+import { catalogue, errorLogFields, isServiceError, type ErrorBody, type ErrorCode } from '../errors.ts'
 import { logCallerGone } from './access-log.ts'
 import { CallerGone } from './in-flight.ts'
 
@@ -75,7 +75,7 @@ function errorResponses (app: FastifyInstance) {
       return reply.code(499).send()
     }
     if (isServiceError(error)) {
-      request.log.warn({ err: error, code: error.code }, error.message)
+      request.log.warn(errorLogFields(error), error.message)
       reply.headers(error.headers)
       return send(request, reply, error.code, error.message, error.details)
     }

@@ -1,6 +1,6 @@
 import type {} from '@fastify/sse'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { isServiceError, catalogue, type ErrorBody } from '../errors.ts'
+import { isServiceError, catalogue, errorLogFields, type ErrorBody } from '../errors.ts'
 import type { PostEvents } from '../generation/pipeline.ts'
 import { logCallerGone } from '../plugins/access-log.ts'
 import { CallerGone } from '../plugins/in-flight.ts'
@@ -100,7 +100,7 @@ export async function streamPost (request: FastifyRequest, reply: FastifyReply, 
       ending = 'client_gone'
     } else {
       if (!isServiceError(error)) request.log.error({ err: error }, 'unhandled error in a stream')
-      else request.log.warn({ err: error, code: error.code }, error.message)
+      else request.log.warn(errorLogFields(error), error.message)
       await send('error', errorEvent(error, request.id))
     }
   } finally {

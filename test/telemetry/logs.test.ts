@@ -89,3 +89,25 @@ test('a caller that leaves mid-request gets one access line with status 499, at 
   assert.match(access[0]!.httpRequest!.latency, /^\d+\.\d{3}s$/)
   assert.deepEqual(lines.filter((line) => line.severity === 'ERROR' || line.severity === 'CRITICAL'), [])
 })
+
+test('a catalogued error is one WARNING line with its code, status and details, and no stack', async (t) => {
+  const simulator = await startSimulator({ faults: { llm: { status: 500 } } })
+  t.after(() => simulator.close())
+  const server = startServerProcess(t, { args: PRODUCTION_ARGS, env: { ...liveEnv(simulator.origin), METRICS_PORT: String(await freePort()) } })
+  const origin = await server.listening
+
+  const response = await request(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(GOOD_BRIEF) })
+  const body = await response.body.json() as { error: { code: string, details?: unknown } }
+  assert.ok(response.statusCode >= 500, `an upstream that answers 500 fails the post (got ${response.statusCode})`)
+  process.kill(server.child.pid!, 'SIGTERM')
+  await server.exited
+
+  const lines = server.output().stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>)
+  const errors = lines.filter((line) => line.code === body.error.code)
+  assert.equal(errors.length, 1, `one line for the ${body.error.code} answer`)
+  const [line] = errors
+  assert.equal(line!.severity, 'WARNING')
+  assert.equal(line!.status, response.statusCode)
+  assert.deepEqual(line!.details, body.error.details)
+  assert.equal(JSON.stringify(line).includes('"stack"'), false, `no stack: ${JSON.stringify(line)}`)
+})
