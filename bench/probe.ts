@@ -30,19 +30,16 @@ let lastGc = performance.now()
 // shares, so the bench can tell a caller's wait to be read from the service's own time. Sent with
 // the next line, not one write per request.
 let reads: Record<string, number> = {}
-let readCount = 0
 subscribe('http.server.request.start', (message) => {
   const caller = (message as { request: IncomingMessage }).request.headers['x-bench-caller']
   if (typeof caller !== 'string') return
   reads[caller] = Number(process.hrtime.bigint() / 1000n)
-  readCount++
 })
 
 const timer = setInterval(() => {
-  if (readCount > 0) {
+  if (Object.keys(reads).length > 0) {
     out.write(JSON.stringify({ readAtUs: reads }) + '\n')
     reads = {}
-    readCount = 0
   }
   let heapAfterGc: number | undefined
   if (gc !== undefined && gcEveryMs > 0 && performance.now() - lastGc >= gcEveryMs) {
