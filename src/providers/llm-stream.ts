@@ -1,9 +1,7 @@
-import { createParser, type EventSourceMessage } from 'eventsource-parser'
-import type { Dispatcher } from 'undici'
-import { z } from 'zod'
 import { ServiceError } from '../errors.ts'
 import { genAiDuration, genAiTokens } from '../telemetry/instruments.ts'
-import { retryAfter, target, toServiceError } from './http.ts'
+import { CompletionReader } from './completion-reader.ts'
+import { target } from './http.ts'
 import { bearer, trimSlash, type ChatMessage, type LlmCall, type TokenUsage } from './llm.ts'
 import type { LlmTarget } from '../upstreams.ts'
 
@@ -21,15 +19,6 @@ export interface Streamed {
   /** stop, or length when the model hit max_completion_tokens. */
   finishReason: string
 }
-
-const chunkSchema = z.object({
-  choices: z.array(z.object({
-    delta: z.object({ content: z.string().nullish() }).nullish(),
-    finish_reason: z.string().nullish()
-  })).optional(),
-  usage: z.object({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative(), total_tokens: z.number().int().nonnegative() }).nullish(),
-  error: z.looseObject({ message: z.string().optional(), type: z.string().nullish() }).optional()
-})
 
 /**
  * One Chat Completions call with `stream: true`, read as Server-Sent Events with eventsource-parser.
@@ -125,164 +114,20 @@ async function complete<T> (call: StreamCall, upstream: string, messages: ChatMe
 async function attempt (call: StreamCall, url: string, messages: ChatMessage[], extra: Record<string, unknown>, seen: { tokens: boolean }): Promise<Streamed> {
   // The caller may have left while this call waited for a slot: an abort listener added now would never fire.
   call.signal?.throwIfAborted()
-  const controller = new AbortController()
-  const onAbort = () => controller.abort(call.signal!.reason)
-  call.signal?.addEventListener('abort', onAbort, { once: true })
-  let timer = setTimeout(() => controller.abort(stalled('first token', call.timeouts.firstTokenMs)), call.timeouts.firstTokenMs)
-  let idling = false
-  // Called on every chunk once tokens flow: the idle timer is created once and then refreshed,
-  // not cleared and created again for each token.
-  const idle = () => {
-    if (idling) {
-      timer.refresh()
-      return
-    }
-    idling = true
-    clearTimeout(timer)
-    timer = setTimeout(() => controller.abort(stalled('next chunk', call.timeouts.idleMs)), call.timeouts.idleMs)
-  }
-  let response: Dispatcher.ResponseData | undefined
-  try {
-    const { origin, path } = target(url)
-    response = await call.dispatcher.request({
-      origin,
-      path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...await bearer(call.target.apiKey, call.token) },
-      body: JSON.stringify({
-        model: call.target.model,
-        messages,
-        stream: true,
-        stream_options: { include_usage: true },
-        ...(call.target.maxCompletionTokens === undefined ? {} : { max_completion_tokens: call.target.maxCompletionTokens }),
-        ...extra
-      }),
-      signal: controller.signal,
-      // Our own timers watch the stream: undici's body timeout would cut a section that is still writing.
-      bodyTimeout: 0
-    })
-    if (response.statusCode < 200 || response.statusCode > 299) return await errorStatus(response)
-    return await read(response, call, idle, call.maxResponseBytes, seen)
-  } catch (error) {
-    response?.body.destroy()
-    throw mapError(error, controller.signal, call.signal)
-  } finally {
-    clearTimeout(timer)
-    call.signal?.removeEventListener('abort', onAbort)
-  }
-}
-
-async function read (response: Dispatcher.ResponseData, call: { onDelta?: ((text: string) => void) | undefined }, idle: () => void, maxBytes: number, seen: { tokens: boolean }): Promise<Streamed> {
-  // A section's deltas go to its writer, which keeps them: a second copy here, a string grown by a
-  // token at a time for the seconds the section takes, would only add to what the old generation
-  // has to collect.
-  const keep = call.onDelta === undefined
-  let content = ''
-  let characters = 0
-  let finishReason: string | undefined
-  let usage: TokenUsage | undefined
-  let done = false
-  let failure: ServiceError | undefined
-  let started = false
-  const parser = createParser({
-    onEvent (event: EventSourceMessage) {
-      if (failure !== undefined || done) return
-      if (event.data === '[DONE]') { done = true; return }
-      let json: unknown
-      try { json = JSON.parse(event.data) } catch { failure = badStream('a chunk that is not JSON'); return }
-      const parsed = chunkSchema.safeParse(json)
-      if (!parsed.success) { failure = badStream('a chunk of an unexpected shape'); return }
-      const chunk = parsed.data
-      if (chunk.error !== undefined) {
-        failure = new ServiceError('upstream_error', { message: `The llm upstream reported an error mid-stream: ${chunk.error.message ?? 'unknown'}.`, details: { upstream: 'llm', status: 500, inBand: true, type: chunk.error.type ?? undefined } })
-        return
-      }
-      if (chunk.usage != null) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens, totalTokens: chunk.usage.total_tokens }
-      for (const choice of chunk.choices ?? []) {
-        const text = choice.delta?.content
-        if (text != null && text !== '') {
-          started = true
-          seen.tokens = true
-          characters += text.length
-          if (keep) content += text
-          else call.onDelta!(text)
-        }
-        if (choice.finish_reason != null) finishReason = choice.finish_reason
-      }
-    }
+  const headers = { 'content-type': 'application/json', accept: 'text/event-stream', ...await bearer(call.target.apiKey, call.token) }
+  call.signal?.throwIfAborted()
+  const { origin, path } = target(url)
+  const body = JSON.stringify({
+    model: call.target.model,
+    messages,
+    stream: true,
+    stream_options: { include_usage: true },
+    ...(call.target.maxCompletionTokens === undefined ? {} : { max_completion_tokens: call.target.maxCompletionTokens }),
+    ...extra
   })
-  const decoder = new TextDecoder()
-  let size = 0
-  // 'data' events, not `for await`: a stream is hundreds of small chunks, and the async iterator
-  // costs each one a promise, a microtask and a nextTick (a seventh of the service's CPU at
-  // provider pace, by the profile).
-  await new Promise<void>((resolve, reject) => {
-    const body = response.body
-    const stop = (error: unknown) => {
-      body.off('data', onData)
-      body.destroy()
-      reject(error)
-    }
-    const onData = (bytes: Buffer) => {
-      if (started) idle()
-      // The parser holds an unfinished line: a stream that never ends one must not grow without bound.
-      size += bytes.length
-      if (size > maxBytes) {
-        stop(new ServiceError('upstream_response_too_large', { message: 'The llm upstream answer exceeded the size limit.', details: { upstream: 'llm' } }))
-        return
-      }
-      parser.feed(decoder.decode(bytes, { stream: true }))
-      if (failure !== undefined) stop(failure)
-    }
-    if (body.errored !== null) {
-      reject(body.errored)
-      return
-    }
-    body.on('data', onData)
-    body.once('end', resolve)
-    body.once('error', reject)
-    // Closed with neither: what `for await` reports as a premature close. (After 'end' or 'error'
-    // the promise has settled and this changes nothing.)
-    body.once('close', () => reject(Object.assign(new Error('The answer ended before it was complete.'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })))
+  return new Promise<Streamed>((resolve, reject) => {
+    const reader = new CompletionReader(call, seen, resolve, reject)
+    // Our own timers watch the stream: undici's body timeout would cut a section that is still writing.
+    call.dispatcher.dispatch({ origin, path, method: 'POST', headers, body, bodyTimeout: 0 }, reader)
   })
-  // Without [DONE] or a finish_reason, the stream was cut short: the text is not the whole answer.
-  if (!done || finishReason === undefined) throw badStream('a stream that ended without finish_reason and [DONE]')
-  if (characters === 0) throw badStream('an empty completion')
-  return {
-    content,
-    finishReason,
-    usage: usage ?? { promptTokens: 0, completionTokens: Math.ceil(characters / 4), totalTokens: Math.ceil(characters / 4) }
-  }
-}
-
-async function errorStatus (response: Dispatcher.ResponseData): Promise<never> {
-  const text = await readSome(response.body)
-  throw new ServiceError('upstream_error', {
-    message: `The llm upstream answered ${response.statusCode}.`,
-    details: { upstream: 'llm', status: response.statusCode, ...withRetryAfter(retryAfter(response.headers)), ...(/insufficient_quota/.test(text) ? { quotaExhausted: true } : {}) }
-  })
-}
-
-const withRetryAfter = (ms: number | undefined) => ms === undefined ? {} : { retryAfterMs: ms }
-
-async function readSome (body: Dispatcher.ResponseData['body']) {
-  let text = ''
-  for await (const chunk of body) {
-    text += String(chunk)
-    if (text.length > 16 * 1024) { body.destroy(); break }
-  }
-  return text
-}
-
-const stalled = (what: string, ms: number) => new ServiceError('upstream_timeout', {
-  message: `The llm upstream sent no ${what} within ${ms} ms.`, details: { upstream: 'llm' }, cause: { code: 'UND_ERR_BODY_TIMEOUT' }
-})
-
-const badStream = (what: string) => new ServiceError('upstream_bad_response', { message: `The llm upstream sent ${what}.`, details: { upstream: 'llm' } })
-
-/** Our own abort (the caller's deadline or departure) passes through; a stall and a cut socket are the upstream's. */
-function mapError (error: unknown, own: AbortSignal, caller: AbortSignal | undefined) {
-  if (caller?.aborted) return caller.reason
-  if (own.aborted) return own.reason
-  return toServiceError(error, 'llm', undefined)
 }

@@ -92,3 +92,25 @@ test('two timers instead of one body timeout: a section that keeps writing runs 
   await sleep(50)
   assert.equal(simulator.stats().inFlight, 0, 'the stalled stream was closed')
 })
+
+test('a call whose caller leaves while it waits for a connection fails at once, and is never sent', async (t) => {
+  const simulator = await startSimulator({ pace: realPace(0.05, 2) })
+  t.after(() => simulator.close())
+  // One HTTP/1.1 connection: the second call waits in undici's queue while the first writes.
+  const dispatcher = new Agent({ connections: 1 })
+  t.after(() => dispatcher.close())
+  const sim = { baseUrl: `${simulator.origin}/v1`, apiKey: 'k', model: 'm', provider: 'simulator' }
+  const section = [{ role: 'user' as const, content: '<section>{"brief":{"topic":"kites"},"words":30}</section>' }]
+  const writing = streamCompletion({ dispatcher, target: sim, maxResponseBytes: 1e6, timeouts }, section)
+  const caller = new AbortController()
+  const queued = streamCompletion({ dispatcher, target: sim, maxResponseBytes: 1e6, timeouts, signal: caller.signal }, section)
+  await sleep(50)
+  const left = new Error('the caller left')
+  const leftAt = performance.now()
+  caller.abort(left)
+  await assert.rejects(queued, (error) => error === left)
+  assert.ok(performance.now() - leftAt < 50, 'the call did not wait for the connection to fail')
+  assert.equal((await writing).finishReason, 'stop')
+  await sleep(50)
+  assert.equal(simulator.stats().requests.llm, 1, 'the queued call never reached the upstream')
+})
