@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto'
 import { generatePost, type PostEvents } from '../generation/pipeline.ts'
 import { logCallerGone } from '../plugins/access-log.ts'
 import { replayStream, streamPost, type StreamOptions } from './post-stream.ts'
+import { StartGate } from './start-gate.ts'
 import type { TokenSource } from '../providers/google-token.ts'
 import type { ZodTypeProvider } from '../plugins/zod-validation.ts'
 import type { Post } from '../contract/schemas.ts'
@@ -27,7 +28,11 @@ export interface GenerateRouteOptions {
 // A caller may shorten its deadline, never lengthen it past REQUEST_TIMEOUT_MS.
 const headers = z.looseObject({ 'x-request-timeout-ms': z.coerce.number().int().positive().optional() })
 
+// How long a burst of arriving streams may hold back the pipelines of those already accepted.
+const START_GATE_MAX_WAIT_MS = 50
+
 export default async function generateRoutes (app: FastifyInstance, options: GenerateRouteOptions) {
+  const startGate = new StartGate(START_GATE_MAX_WAIT_MS)
   app.withTypeProvider<ZodTypeProvider>().post('/generate', {
     schema: { body: briefSchema, headers },
     onRequest: [app.authenticate, app.inFlight.admit],
@@ -83,7 +88,7 @@ export default async function generateRoutes (app: FastifyInstance, options: Gen
           app.inFlight.hold(reply, work)
           return work
         }
-    if (reply.sse !== undefined) return await streamPost(request, reply, options.sse, id, generate)
+    if (reply.sse !== undefined) return await streamPost(request, reply, options.sse, id, generate, startGate)
     // Typed by the schema the contract publishes: a field the pipeline drops or renames fails tsc.
     const post: Post = await generate()
     // A keyed request that outlived its caller: its post is stored, and its access line says 499.

@@ -4,6 +4,7 @@ import { isServiceError, catalogue, errorLogFields, type ErrorBody } from '../er
 import type { PostEvents } from '../generation/pipeline.ts'
 import { logCallerGone } from '../plugins/access-log.ts'
 import { CallerGone } from '../plugins/in-flight.ts'
+import type { StartGate } from './start-gate.ts'
 import { streamFirstDelta, streamFirstEvent, streamsEnded } from '../telemetry/instruments.ts'
 
 export interface StreamOptions {
@@ -28,7 +29,7 @@ declare module 'fastify' {
  * Events wait in a queue while the socket is full; past `maxBufferedBytes` the reader is too slow
  * to keep, and the connection is closed, which aborts the pipeline as a caller leaving does.
  */
-export async function streamPost (request: FastifyRequest, reply: FastifyReply, options: StreamOptions, postId: string, run: (events: PostEvents) => Promise<unknown>) {
+export async function streamPost (request: FastifyRequest, reply: FastifyReply, options: StreamOptions, postId: string, run: (events: PostEvents) => Promise<unknown>, startGate: StartGate) {
   const sse = reply.sse
   // Each event is written after the one before it: a chain of writes, each waiting for the socket.
   let tail: Promise<void> = Promise.resolve()
@@ -86,12 +87,10 @@ export async function streamPost (request: FastifyRequest, reply: FastifyReply, 
   reply.header('server-timing', `app;dur=${reply.elapsedTime.toFixed(1)}`)
   try {
     const accepted = send('accepted', { id: postId, requestId: request.id })
-    // The pipeline starts in the next turn of the event loop: in a burst, every caller that has
-    // arrived gets its accepted event before any of them starts the synchronous work of its first
-    // upstream calls.
-    await new Promise((resolve) => setImmediate(resolve))
+      .then(() => { streamFirstEvent.record(reply.elapsedTime / 1000) })
+    // In a burst, every caller is read and accepted before any pipeline starts its upstream calls.
+    await startGate.pass()
     await accepted
-    streamFirstEvent.record(reply.elapsedTime / 1000)
     const post = await run(events)
     await send('result', post)
     ending = 'result'

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { PostEvents } from '../../src/generation/pipeline.ts'
 import { streamPost } from '../../src/routes/post-stream.ts'
+import { StartGate } from '../../src/routes/start-gate.ts'
 
 /** A reply whose socket never drains: every write after the first waits forever, as for a reader that stopped reading. */
 function stuckReply () {
@@ -40,7 +41,7 @@ test('a reader that stops reading: what waits for it is bounded, and past the bo
     }
     throw new Error('the caller is gone')
   }
-  const done = streamPost(request, reply, { heartbeatMs: 60_000, maxBufferedBytes: 4_096 }, 'post-1', run)
+  const done = streamPost(request, reply, { heartbeatMs: 60_000, maxBufferedBytes: 4_096 }, 'post-1', run, new StartGate(50))
 
   await Promise.race([done, sleep(2_000)])
   assert.ok(destroyed(), 'the connection was closed')
