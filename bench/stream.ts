@@ -1,4 +1,4 @@
-// npm run bench:stream [-- --streams 100 --bursts 3 --pace-scale 0.1 --tls --name NAME]
+// npm run bench:stream [-- --streams 100 --bursts 3 --pace-scale 0.1 --tls --node-args="FLAGS" --name NAME]
 // N callers open a stream (Accept: text/event-stream) at once, in B bursts one after another,
 // against the simulator at a provider's pace times the scale; reports time to `accepted` (and its
 // parts: waiting to be read, the service's own time, the way back), time to
@@ -17,7 +17,7 @@ import { pin, startProcess } from './lib/processes.ts'
 import { throwawayCertificates } from '../test/tls.ts'
 import { percentile } from './lib/sample.ts'
 
-const { values } = parseArgs({ options: { streams: { type: 'string', default: '100' }, bursts: { type: 'string', default: '3' }, 'pace-scale': { type: 'string', default: '0.1' }, tls: { type: 'boolean', default: false }, name: { type: 'string' } } })
+const { values } = parseArgs({ options: { streams: { type: 'string', default: '100' }, bursts: { type: 'string', default: '3' }, 'pace-scale': { type: 'string', default: '0.1' }, tls: { type: 'boolean', default: false }, 'node-args': { type: 'string' }, name: { type: 'string' } } })
 const streams = Number(values.streams)
 const bursts = Number(values.bursts)
 const scale = Number(values['pace-scale'])
@@ -28,7 +28,9 @@ const microseconds = () => Number(process.hrtime.bigint() / 1000n)
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
 
 const simulator = await startProcess(['src/simulator/main.ts', '--port', '0', '--pace', 'real', '--pace-scale', String(scale), '--keep-alive-ms', '60000', ...(tls === undefined ? [] : ['--tls-cert', tls.cert, '--tls-key', tls.key])], {}, /"origin":"(https?:\/\/127\.0\.0\.1:\d+)"/)
-const service = await startProcess(['--expose-gc', '--import', './bench/probe.ts', '--import', './dist/telemetry.js', 'dist/server.js'], {
+// --node-args: extra flags for the service's node, such as --cpu-prof (the JSON report has each
+// burst's read window on the clock V8's profile timestamps use).
+const service = await startProcess([...(values['node-args']?.split(/\s+/).filter(Boolean) ?? []), '--expose-gc', '--import', './bench/probe.ts', '--import', './dist/telemetry.js', 'dist/server.js'], {
   PORT: String(await freePort()),
   METRICS_PORT: String(await freePort()),
   LOG_LEVEL: 'info',
@@ -196,8 +198,13 @@ try {
     `| service heap after GC, idle → with the streams open | ${idleHeap.toFixed(1)} → ${peakHeap.toFixed(1)} MiB: **${((peakHeap - idleHeap) * 1024 / Math.max(1, peakOpen)).toFixed(0)} KiB per open stream** |`,
     `| service RSS idle → at the peak | ${idle.toFixed(1)} → ${peakRss.toFixed(1)} MiB: ${((peakRss - idle) * 1024 / Math.max(1, peakOpen)).toFixed(0)} KiB per open stream, garbage included (no heap limit: V8 sizes it from 24 GiB) |`
   ]
+  const readWindowsUs = Array.from({ length: bursts }, (_, burst) => {
+    const times = results.filter((r) => r.caller.startsWith(`${burst}-`)).map((r) => readAt[r.caller]!)
+    return { fromUs: Math.min(...times), toUs: Math.max(...times) }
+  })
   mkdirSync(new URL('./reports/', import.meta.url), { recursive: true })
   writeFileSync(new URL(`./reports/${name}.md`, import.meta.url), lines.join('\n') + '\n')
+  writeFileSync(new URL(`./reports/${name}.json`, import.meta.url), JSON.stringify({ name, at: new Date().toISOString(), node: process.version, streams, bursts, scale, tls: tls !== undefined, readWindowsUs, results }, null, 2))
   console.log(lines.join('\n'))
 } finally {
   await dispatcher.close()
