@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
 import { test } from 'node:test'
 import { request } from 'undici'
 import { GOOD_BRIEF } from './helper.ts'
@@ -42,4 +44,18 @@ test('an invalid environment stops start-up with exit code 1 and a message namin
   assert.match(stderr, /→ at UPSTREAM_CONNECTIONS/)
   assert.match(stderr, /required when PROVIDERS=live\s+→ at LLM_BASE_URL/)
   assert.doesNotMatch(stderr, /at loadConfig|\.ts:\d+/, 'a message, not a stack trace')
+})
+
+test('a metrics port already in use stops start-up with exit code 1 and a message naming METRICS_PORT', async (t) => {
+  const taken = createServer().listen(0, '127.0.0.1')
+  await once(taken, 'listening')
+  t.after(() => taken.close())
+  const port = (taken.address() as { port: number }).port
+  const server = startServerProcess(t, { args: ['--import', './src/telemetry.ts', 'src/server.ts'], env: { METRICS_PORT: String(port) } })
+
+  const timeout = new Promise<'running'>((resolve) => setTimeout(resolve, 10_000, 'running').unref())
+  const code = await Promise.race([server.exited.then(([exitCode]) => exitCode), timeout])
+
+  assert.equal(code, 1, 'the service ran on without its metrics')
+  assert.match(server.output().stderr, new RegExp(`METRICS_PORT: cannot serve /metrics on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`))
 })

@@ -49,7 +49,13 @@ function serviceVersion () {
 }
 
 export function startTelemetry (config: TelemetryConfig, overrides: TelemetryOverrides = {}) {
-  const prometheus = new PrometheusExporter({ host: config.metricsHost, port: config.metricsPort })
+  // A port already taken would leave the instance serving with no metrics, and the exporter only
+  // reports it through the diag logger: the dashboards would go blind without a word. Stop instead.
+  const prometheus = new PrometheusExporter({ host: config.metricsHost, port: config.metricsPort }, (error) => {
+    if (error === undefined) return
+    console.error(`METRICS_PORT: cannot serve /metrics on ${config.metricsHost}:${config.metricsPort}: ${error.message}`)
+    process.exit(1)
+  })
   const spanProcessors = overrides.spanProcessors ??
     (config.otlpEndpoint === undefined ? [] : [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })])
 
