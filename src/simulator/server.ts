@@ -9,6 +9,7 @@ import { connectionOf, HttpError, readBytes, readJson, resetAnswer, send, sendBy
 import { imageId, pngImage } from './images.ts'
 import { extractEntities } from './keywords.ts'
 import { analyzeSentiment } from './sentiment.ts'
+import { applyFieldMask } from './field-mask.ts'
 import { streamChat, writingMs, type Pace } from './stream.ts'
 
 export interface Latency { fixedMs: number, jitterMs: number }
@@ -233,15 +234,15 @@ export async function startSimulator (options: SimulatorOptions = {}) {
       case 'sentiment': {
         const { content, language } = documentOf(body)
         const result = analyzeSentiment(content)
-        return {
+        return applyFieldMask({
           documentSentiment: { magnitude: result.magnitude, score: result.score },
           language,
           sentences: result.sentences.map((s) => ({ text: { content: s.text, beginOffset: s.beginOffset }, sentiment: { magnitude: s.magnitude, score: s.score } }))
-        }
+        }, req.headers['x-goog-fieldmask'])
       }
       case 'entities': {
         const { content, language } = documentOf(body)
-        return {
+        return applyFieldMask({
           entities: extractEntities(content).map((entity) => ({
             name: entity.name,
             type: 'OTHER',
@@ -250,7 +251,7 @@ export async function startSimulator (options: SimulatorOptions = {}) {
             mentions: entity.offsets.map((beginOffset) => ({ text: { content: entity.name, beginOffset }, type: 'COMMON' }))
           })),
           language
-        }
+        }, req.headers['x-goog-fieldmask'])
       }
     }
   }

@@ -15,6 +15,8 @@ test('analyzeSentiment posts a PLAIN_TEXT document with the API key header and l
 
   assert.deepEqual(sentiment, { score: 0.8, magnitude: 1.6, label: 'positive' })
   assert.equal(seen[0]?.headers['x-goog-api-key'], 'goog-key')
+  // Only the score and magnitude come back, not the post again sentence by sentence.
+  assert.equal(seen[0]?.headers['x-goog-fieldmask'], 'documentSentiment')
   assert.deepEqual(seen[0]?.body, { document: { type: 'PLAIN_TEXT', content: 'Pools are great.', language: 'en' }, encodingType: 'UTF8' })
 })
 
@@ -34,19 +36,22 @@ test('sentiment labels follow the ±0.25 thresholds', () => {
 
 test('keywords are entities ranked by salience, de-duplicated case-insensitively, cut to the maximum', async (t) => {
   const { agent, pool } = mockUpstream(t)
-  pool.intercept({ path: '/v1/documents:analyzeEntities', method: 'POST' }).reply(200, {
+  const { seen, reply } = capture(200, {
     entities: [
-      { name: 'pool', salience: 0.1, type: 'OTHER' },
-      { name: 'Undici', salience: 0.5, type: 'OTHER' },
-      { name: 'undici', salience: 0.2, type: 'OTHER' },
-      { name: 'sockets', salience: 0.3, type: 'OTHER' },
-      { name: 'memory', salience: 0.05, type: 'OTHER' }
+      { name: 'pool', salience: 0.1 },
+      { name: 'Undici', salience: 0.5 },
+      { name: 'undici', salience: 0.2 },
+      { name: 'sockets', salience: 0.3 },
+      { name: 'memory', salience: 0.05 }
     ]
   })
+  pool.intercept({ path: '/v1/documents:analyzeEntities', method: 'POST' }).reply(reply)
 
   const keywords = await extractKeywords({ dispatcher: agent, target: { baseUrl: UPSTREAM_ORIGIN, apiKey: undefined }, maxResponseBytes: 1e6 }, document, 3)
 
   assert.deepEqual(keywords, [{ text: 'Undici', salience: 0.5 }, { text: 'sockets', salience: 0.3 }, { text: 'pool', salience: 0.1 }])
+  // Names and saliences only: not every mention of every entity.
+  assert.equal(seen[0]?.headers['x-goog-fieldmask'], 'entities.name,entities.salience')
 })
 
 test('a sentiment score outside [-1, 1] is upstream_bad_response, never passed through', async (t) => {

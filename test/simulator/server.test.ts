@@ -47,6 +47,27 @@ test('the simulator speaks each wire format, checks bearer tokens, and honours x
   assert.equal(JSON.parse(badDocument.body).error.status, 'INVALID_ARGUMENT')
 })
 
+test('Natural Language answers keep only the fields an X-Goog-FieldMask names, and a mask naming a field they lack is a 400', async (t) => {
+  const simulator = await startSimulator()
+  t.after(() => simulator.close())
+  const document = { document: { type: 'PLAIN_TEXT', content: 'Kite flying is fun. Kite flying needs wind. Wind is great.' } }
+
+  const whole = JSON.parse((await call(simulator.origin, '/v1/documents:analyzeSentiment', document)).body)
+  const sentiment = JSON.parse((await call(simulator.origin, '/v1/documents:analyzeSentiment', document, { 'x-goog-fieldmask': 'documentSentiment' })).body)
+  const wholeEntities = JSON.parse((await call(simulator.origin, '/v1/documents:analyzeEntities', document)).body)
+  const entities = JSON.parse((await call(simulator.origin, '/v1/documents:analyzeEntities', document, { 'x-goog-fieldmask': 'entities.name,entities.salience' })).body)
+  const unknown = await call(simulator.origin, '/v1/documents:analyzeEntities', document, { 'x-goog-fieldmask': 'entities.name,entities.score' })
+
+  assert.equal(whole.sentences.length, 3)
+  assert.deepEqual(sentiment, { documentSentiment: whole.documentSentiment })
+  assert.ok(wholeEntities.entities.length > 1)
+  assert.ok(wholeEntities.entities.every((entity: { mentions: unknown[] }) => entity.mentions.length > 0))
+  assert.deepEqual(entities, { entities: wholeEntities.entities.map(({ name, salience }: { name: string, salience: number }) => ({ name, salience })) })
+  assert.equal(unknown.status, 400)
+  assert.equal(JSON.parse(unknown.body).error.status, 'INVALID_ARGUMENT')
+  assert.match(JSON.parse(unknown.body).error.message, /entities\.score/)
+})
+
 test('stats count accepted and open provider connections, and ignore the stats request itself', async (t) => {
   const simulator = await startSimulator()
   t.after(() => simulator.close())
