@@ -47,6 +47,7 @@ export class CompletionReader implements Dispatcher.DispatchHandler {
   #failure: unknown
   #timer: NodeJS.Timeout
   #idling = false
+  #lastChunkAt = 0
   #status = 0
   #headers: IncomingHttpHeaders = {}
   #errorText = ''
@@ -146,16 +147,26 @@ export class CompletionReader implements Dispatcher.DispatchHandler {
     }
   }
 
-  // Called on every chunk once tokens flow: the idle timer is created once and then refreshed,
-  // not cleared and created again for each token.
+  // Called on every chunk once tokens flow. The idle timer is armed once; each chunk only notes
+  // its time, and the timer, when it fires, fails the call if the silence has lasted idleMs, or
+  // waits out the rest. Refreshing the timer on every chunk moved it in Node's timer list, a
+  // cheap step in a hot loop (60 ns against 50 for performance.now()) that cost 0.31 ms of CPU a
+  // post of ~1,300 chunks among 250 callers' streams; 0.05 ms now (profiles in docs/measured.md).
   #idle () {
-    if (this.#idling) {
-      this.#timer.refresh()
-      return
-    }
+    this.#lastChunkAt = performance.now()
+    if (this.#idling) return
     this.#idling = true
     clearTimeout(this.#timer)
-    this.#timer = setTimeout(() => this.#fail(stalled('next chunk', this.#call.timeouts.idleMs)), this.#call.timeouts.idleMs)
+    this.#armIdle(this.#call.timeouts.idleMs)
+  }
+
+  #armIdle (ms: number) {
+    this.#timer = setTimeout(() => {
+      const silentMs = performance.now() - this.#lastChunkAt
+      const idleMs = this.#call.timeouts.idleMs
+      if (silentMs >= idleMs) this.#fail(stalled('next chunk', idleMs))
+      else this.#armIdle(idleMs - silentMs)
+    }, ms)
   }
 
   #statusError () {

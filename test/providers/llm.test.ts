@@ -86,9 +86,15 @@ test('two timers instead of one body timeout: a section that keeps writing runs 
   assert.equal(written.finishReason, 'stop')
 
   simulator.setFault('llm', { stall: true })
-  const stalledAt = performance.now()
-  await assert.rejects(streamCompletion({ dispatcher, target: sim, maxResponseBytes: 1e6, timeouts: short }, section), { code: 'upstream_timeout' })
-  assert.ok(performance.now() - stalledAt < 500 + 1_000, 'cut at the idle limit after the stall')
+  // Timed from the last text that came: the limit counts silence, not time since some check. The
+  // stall comes ~460 ms into the text, so a timer that only looked every 400 ms would cut ~740 ms
+  // after it.
+  let lastDeltaAt = performance.now()
+  const onDelta = () => { lastDeltaAt = performance.now() }
+  const idle = { firstTokenMs: 500, idleMs: 400 }
+  await assert.rejects(streamCompletion({ dispatcher, target: sim, maxResponseBytes: 1e6, timeouts: idle, onDelta }, section), { code: 'upstream_timeout' })
+  const silentMs = performance.now() - lastDeltaAt
+  assert.ok(silentMs >= 400 - 5 && silentMs < 400 + 150, `cut ${silentMs.toFixed(0)} ms after the last text, at the idle limit`)
   await sleep(50)
   assert.equal(simulator.stats().inFlight, 0, 'the stalled stream was closed')
 })
