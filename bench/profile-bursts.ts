@@ -32,9 +32,12 @@ for (const { fromUs, toUs } of windows) {
   for (const [key, us] of byFunction) functions.set(key, (functions.get(key) ?? 0) + us)
 }
 // The first request of each burst is read at the window's start: the window holds the others.
-const requests = bursts
-  ? report.readWindowsUs.length * Math.max(1, report.streams - 1)
-  : report.results.find(({ result }) => result.variant === 'service')?.result.requests ?? 1
+const posts = bursts ? undefined : report.results.find(({ result }) => result.variant === 'service')?.result.requests
+if (!bursts && posts === undefined) {
+  console.error(`${reportFile}: neither a stream report (readWindowsUs) nor a capacity report with a service run`)
+  process.exit(2)
+}
+const requests = bursts ? report.readWindowsUs.length * Math.max(1, report.streams - 1) : posts!
 const busyUs = [...owners.values()].reduce((sum, us) => sum + us, 0)
 const per = (us: number) => (us / requests).toFixed(1).padStart(7)
 if (bursts) console.log(`${windows.length} bursts, ${(windowUs / 1000).toFixed(1)} ms reading: ${per(windowUs)} µs a request, of which busy ${per(busyUs)} µs`)
