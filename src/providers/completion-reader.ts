@@ -149,9 +149,9 @@ export class CompletionReader implements Dispatcher.DispatchHandler {
 
   // Called on every chunk once tokens flow. The idle timer is armed once; each chunk only notes
   // its time, and the timer, when it fires, fails the call if the silence has lasted idleMs, or
-  // waits out the rest. Refreshing the timer on every chunk moved it in Node's timer list, a
-  // cheap step in a hot loop (60 ns against 50 for performance.now()) that cost 0.31 ms of CPU a
-  // post of ~1,300 chunks among 250 callers' streams; 0.05 ms now (profiles in docs/measured.md).
+  // waits out the rest. Refreshing the timer on every chunk moved it in Node's timer list, which
+  // cost 0.31 ms of CPU a post of ~1,300 chunks among 250 callers' streams; 0.05 ms now (CPU
+  // profiles in docs/measured.md).
   #idle () {
     this.#lastChunkAt = performance.now()
     if (this.#idling) return
